@@ -1,0 +1,384 @@
+"""Configuration: one TOML file, ``SYNCD_<SECTION>__<KEY>`` overrides, ``*_file`` secrets.
+
+Resolving settings never starts anything. ``load_config`` returns a frozen :class:`Settings` or raises
+:class:`~syncd.errors.ConfigError` with one line per problem naming the key, the bad value and what
+is expected. Secrets are :class:`pydantic.SecretStr` so that a repr, a log line or an error message
+never shows them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from syncd.errors import ConfigError
+
+ENV_PREFIX = "SYNCD_"
+#: Where ``--config`` is looked for when not given, after ``$SYNCD_CONFIG``.
+DEFAULT_CONFIG_PATHS = (Path("syncd.toml"), Path("/etc/syncd/config.toml"))
+
+_MODEL_NAME = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z0-9_]+)*$")
+_FIELD_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_SQL_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OdooSettings(_Section):
+    """``[odoo]``: where Odoo is and who syncd is there."""
+
+    url: str = "http://127.0.0.1:8069"
+    database: str = "odoo"
+    username: str = "admin"
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    protocol: Literal["auto", "json2", "jsonrpc"] = "auto"
+    timeout_seconds: PositiveSeconds = 30.0
+    max_concurrency: int = Field(default=4, ge=1, le=64)
+    retries: int = Field(default=3, ge=0, le=10)
+    verify_tls: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL with a host, e.g. https://erp.example.com")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _credentials(self) -> OdooSettings:
+        if self.api_key_file is not None and self.api_key is None:
+            object.__setattr__(self, "api_key", _read_secret(self.api_key_file, "odoo.api_key_file"))
+        if self.password_file is not None and self.password is None:
+            object.__setattr__(self, "password", _read_secret(self.password_file, "odoo.password_file"))
+        if self.protocol == "json2" and self.api_key is None:
+            raise ValueError(
+                "odoo.protocol: 'json2' needs odoo.api_key (JSON-2 authenticates with API keys only)"
+            )
+        return self
+
+    @property
+    def secret(self) -> str | None:
+        """The credential to send: the API key if there is one, else the password."""
+        chosen = self.api_key or self.password
+        return chosen.get_secret_value() if chosen is not None else None
+
+
+class DatabaseSettings(_Section):
+    """``[database]``: the PostgreSQL that holds the ``syncd`` schema and the mirror tables."""
+
+    dsn: SecretStr | None = None
+    dsn_file: Path | None = None
+    mirror_schema: str = "odoo"
+    #: Where the embedded PostgreSQL keeps its data when ``dsn`` is not set.
+    data_dir: Path = Path("~/.local/share/syncd/postgres")
+    pool_min_size: int = Field(default=1, ge=0, le=100)
+    pool_max_size: int = Field(default=10, ge=1, le=100)
+    #: 0 disables asyncpg's prepared-statement cache: needed behind a transaction-mode pooler
+    #: (PgBouncer, Supabase port 6543).
+    statement_cache_size: int = Field(default=100, ge=0)
+    connect_timeout_seconds: PositiveSeconds = 10.0
+    command_timeout_seconds: PositiveSeconds = 60.0
+
+    @field_validator("mirror_schema")
+    @classmethod
+    def _schema(cls, v: str) -> str:
+        if not _SQL_IDENT.match(v) or v in ("syncd", "public", "pg_catalog", "information_schema"):
+            raise ValueError(
+                "expected a lowercase SQL identifier ([a-z_][a-z0-9_]*, at most 63 characters) "
+                "other than syncd, public, pg_catalog or information_schema"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _resolve(self) -> DatabaseSettings:
+        if self.dsn_file is not None and self.dsn is None:
+            object.__setattr__(self, "dsn", _read_secret(self.dsn_file, "database.dsn_file"))
+        if self.dsn is not None:
+            scheme = urlsplit(self.dsn.get_secret_value()).scheme
+            if scheme not in ("postgres", "postgresql"):
+                raise ValueError("database.dsn: expected a postgresql:// URL (the value is not shown)")
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("database.pool_min_size: must not exceed database.pool_max_size")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when no DSN is configured and syncd runs its own PostgreSQL under ``data_dir``."""
+        return self.dsn is None
+
+
+class ModelSettings(_Section):
+    """One ``[[cdc.models]]`` entry: an Odoo model to mirror."""
+
+    model: str
+    fields: list[str] | Literal["*"] = "*"
+    #: How deletions are applied by the outbox for this model: really delete, or archive (active=false).
+    delete_mode: Literal["unlink", "archive"] = "unlink"
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        if not _MODEL_NAME.match(v):
+            raise ValueError("expected an Odoo model name such as 'res.partner'")
+        return v
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _fields(cls, v: Any) -> Any:
+        if isinstance(v, str) and v != "*":
+            raise ValueError("expected a list of field names or \"*\" for every stored field")
+        if isinstance(v, list):
+            bad = [f for f in v if not isinstance(f, str) or not _FIELD_NAME.match(f)]
+            if bad:
+                raise ValueError(f"not valid Odoo field names: {bad!r}")
+            if len(set(v)) != len(v):
+                raise ValueError("a field is listed twice")
+        return v
+
+    @property
+    def table(self) -> str:
+        """The mirror table's name: the model name with '.' replaced by '_'."""
+        return self.model.replace(".", "_")
+
+
+class CdcSettings(_Section):
+    """``[cdc]``: the Odoo → PostgreSQL mirror."""
+
+    enabled: bool = True
+    interval_seconds: PositiveSeconds = 5.0
+    page_size: int = Field(default=500, ge=1, le=10_000)
+    reconcile_interval_seconds: PositiveSeconds = 3600.0
+    models: list[ModelSettings] = Field(default_factory=list)
+
+    @field_validator("models")
+    @classmethod
+    def _unique(cls, v: list[ModelSettings]) -> list[ModelSettings]:
+        seen: set[str] = set()
+        for m in v:
+            if m.model in seen:
+                raise ValueError(f"model {m.model!r} is configured twice")
+            seen.add(m.model)
+        return v
+
+
+class OutboxSettings(_Section):
+    """``[outbox]``: the PostgreSQL → Odoo direction."""
+
+    enabled: bool = True
+    #: LISTEN for immediate wake-ups; turn off behind a transaction-mode pooler (polling still works).
+    listen: bool = True
+    poll_interval_seconds: PositiveSeconds = 1.0
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    concurrency: int = Field(default=2, ge=1, le=64)
+    lease_seconds: PositiveSeconds = 120.0
+    max_attempts: int = Field(default=10, ge=1)
+    backoff_base_seconds: PositiveSeconds = 1.0
+    backoff_max_seconds: PositiveSeconds = 600.0
+    retention_days: float = Field(default=7.0, ge=0)
+    #: Module part of the external ids syncd gives to records it creates (``syncd.<model>_<key>``).
+    xmlid_module: str = "syncd"
+
+    @field_validator("xmlid_module")
+    @classmethod
+    def _module(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", v):
+            raise ValueError("expected letters, digits and '_' only (it becomes the module of external ids)")
+        return v
+
+
+class HttpSettings(_Section):
+    """``[http]``: /metrics, /healthz and /readyz."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:9187"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        parse_listen(v)
+        return v
+
+
+class DaemonSettings(_Section):
+    """``[daemon]``: process lifecycle."""
+
+    shutdown_grace_seconds: PositiveSeconds = 30.0
+    #: Name this replica uses for leases and locks; default: hostname and pid.
+    instance_id: str | None = None
+
+
+class LogSettings(_Section):
+    """``[log]``: defaults for ``--log-format`` and ``--log-level``."""
+
+    format: Literal["text", "json"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _lower(cls, v: Any) -> Any:
+        return v.lower() if isinstance(v, str) else v
+
+
+class Settings(_Section):
+    """The whole configuration. ``source`` says which file it came from (None: defaults and env only)."""
+
+    odoo: OdooSettings = Field(default_factory=OdooSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    cdc: CdcSettings = Field(default_factory=CdcSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    source: Path | None = Field(default=None, exclude=True)
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[::1]:PORT`` for IPv6) and check both parts."""
+    host, sep, port_s = value.rpartition(":")
+    if not sep or not host or not port_s.isdigit() or not 0 <= int(port_s) <= 65535:
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:9187 or [::]:9187")
+    return host.strip("[]"), int(port_s)
+
+
+def find_config_file(explicit: str | Path | None, env: Mapping[str, str] | None = None) -> Path | None:
+    """The discovery order of SPEC §1: ``--config``, ``$SYNCD_CONFIG``, ./syncd.toml, /etc/syncd/config.toml.
+
+    An explicitly named file (flag or env) must exist; the implicit ones are optional.
+    """
+    env = os.environ if env is None else env
+    named = explicit or env.get("SYNCD_CONFIG")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            source = "--config" if explicit else "$SYNCD_CONFIG"
+            raise ConfigError(f"config file {str(path)!r} (from {source}) does not exist or is not a file")
+        return path
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, merge and validate the configuration. Raises ConfigError with a readable message."""
+    env = os.environ if env is None else env
+    file = find_config_file(path, env)
+    data: dict[str, Any] = {}
+    if file is not None:
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{file}: not valid TOML: {e}") from None
+        except OSError as e:
+            raise ConfigError(f"{file}: cannot read: {e.strerror}") from None
+    _apply_env(data, env)
+    try:
+        settings = Settings.model_validate({**data, "source": file})
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, file)) from None
+    return settings
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    """Overlay ``SYNCD_<SECTION>__<KEY>=value`` onto the parsed TOML.
+
+    Values are strings; pydantic converts numbers and booleans. A value that looks like a JSON
+    array or object (e.g. ``SYNCD_CDC__MODELS='[{"model": "res.partner"}]'``) is parsed as JSON.
+    """
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].partition("__")
+        section, key = section.lower(), key.lower()
+        if not section or not key or "__" in key:
+            continue
+        value: Any = raw
+        if raw[:1] in "[{":
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                raise ConfigError(f"{name}: looks like JSON but does not parse") from None
+        target = data.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"{name}: [{section}] is not a table in the config file")
+        target[key] = value
+
+
+_SECRET_KEYS = {"api_key", "password", "dsn"}
+
+
+def format_validation_error(error: ValidationError, file: Path | None) -> str:
+    """One line per problem: ``odoo.protocol = 'xml': expected one of 'auto', 'json2', 'jsonrpc'``."""
+    where = str(file) if file is not None else "configuration"
+    lines = [f"invalid configuration ({where}):"]
+    for err in error.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+        key = loc.split(".")[-1] if loc else ""
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {loc}: unknown key (check its spelling; config.example.toml lists every key)")
+            continue
+        if err["type"] == "missing":
+            lines.append(f"  {loc}: required")
+            continue
+        value = err.get("input")
+        if msg.startswith(f"{loc}."):  # a cross-field check that already names its key
+            lines.append(f"  {msg}")
+        elif isinstance(value, dict | list) or key in _SECRET_KEYS:
+            lines.append(f"  {loc or '(top level)'}: {msg}")
+        else:
+            lines.append(f"  {loc} = {_short(value)}: {msg}")
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _read_secret(path: Path, key: str) -> SecretStr:
+    try:
+        text = path.expanduser().read_text(encoding="utf-8")
+    except OSError as e:
+        raise ValueError(f"{key} = {str(path)!r}: cannot read: {e.strerror}") from None
+    text = text.strip("\r\n")
+    if not text:
+        raise ValueError(f"{key} = {str(path)!r}: the file is empty")
+    return SecretStr(text)
+
+
+def redact_dsn(dsn: str) -> str:
+    """A DSN with its password replaced by ``***``, safe to print."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))

@@ -1,0 +1,171 @@
+"""PostgreSQL access: the asyncpg pool, codecs, named queries and driver-error translation.
+
+Nothing above this module imports asyncpg's exceptions: :func:`translate_errors` turns them into
+:class:`~syncd.errors.DatabaseUnavailable` (reconnect and try again) or
+:class:`~syncd.errors.DatabaseError` (the statement itself is wrong).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Iterator
+from importlib import resources
+import asyncpg
+
+from syncd.config import DatabaseSettings, redact_dsn
+from syncd.errors import DatabaseError, DatabaseUnavailable
+
+log = logging.getLogger("syncd.db")
+
+APPLICATION_NAME = "syncd"
+
+# ------------------------------------------------------------------------------------ named queries
+
+_QUERY_HEADER = re.compile(r"^-- ([a-z0-9_]+) --\s*$", re.MULTILINE)
+
+
+def _parse_queries(text: str) -> dict[str, str]:
+    """Split ``queries.sql`` into ``{name: sql}`` at ``-- name --`` header lines."""
+    parts = _QUERY_HEADER.split(text)
+    out: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        sql = "\n".join(line for line in body.strip().splitlines() if not line.lstrip().startswith("--"))
+        if name in out:
+            raise RuntimeError(f"query {name!r} is defined twice in queries.sql")
+        out[name] = sql.strip()
+    return out
+
+
+queries: dict[str, str] = _parse_queries(
+    resources.files("syncd").joinpath("sql/queries.sql").read_text(encoding="utf-8")
+)
+
+
+def quote_ident(name: str) -> str:
+    """Quote an SQL identifier (Odoo's names are never trusted to be plain)."""
+    if "\x00" in name:
+        raise ValueError("an SQL identifier cannot contain NUL")
+    return '"' + name.replace('"', '""') + '"'
+
+
+# ---------------------------------------------------------------------------------- error handling
+
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")  # connection, resources, operator intervention
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for errors where reconnecting and trying again can help."""
+    if isinstance(exc, OSError | asyncio.TimeoutError | ConnectionError):
+        return True
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError):
+        # e.g. "connection is closed", "cannot perform operation: another operation is in progress"
+        return isinstance(exc, asyncpg.ConnectionDoesNotExistError) or "closed" in str(exc)
+    if isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", "") or ""
+        return state.startswith(_UNAVAILABLE_SQLSTATE_CLASSES) or state in ("40001", "40P01")
+    return False
+
+
+@contextlib.contextmanager
+def translate_errors(what: str = "database") -> Iterator[None]:
+    """Re-raise driver errors as syncd's own, keeping the SQLSTATE and server message."""
+    try:
+        yield
+    except (DatabaseError, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError | OSError | asyncio.TimeoutError):
+            state = getattr(exc, "sqlstate", None)
+            detail = str(exc) or type(exc).__name__
+            message = f"{what}: {detail}" + (f" (SQLSTATE {state})" if state else "")
+            if is_unavailable(exc):
+                raise DatabaseUnavailable(message) from exc
+            raise DatabaseError(message) from exc
+        raise
+
+
+# ------------------------------------------------------------------------------------------ pools
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def connect(dsn: str, settings: DatabaseSettings) -> asyncpg.Connection:
+    """One dedicated connection (for LISTEN and session-level advisory locks)."""
+    with translate_errors(f"connecting to {redact_dsn(dsn)}"):
+        conn = await asyncpg.connect(
+            dsn,
+            timeout=settings.connect_timeout_seconds,
+            command_timeout=settings.command_timeout_seconds,
+            statement_cache_size=settings.statement_cache_size,
+            server_settings={"application_name": APPLICATION_NAME},
+        )
+        await _init_connection(conn)
+        return conn
+
+
+async def create_pool(dsn: str, settings: DatabaseSettings) -> asyncpg.Pool:
+    """The shared pool. ``statement_cache_size = 0`` keeps it usable behind a transaction-mode pooler."""
+    with translate_errors(f"connecting to {redact_dsn(dsn)}"):
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            timeout=settings.connect_timeout_seconds,
+            command_timeout=settings.command_timeout_seconds,
+            statement_cache_size=settings.statement_cache_size,
+            server_settings={"application_name": APPLICATION_NAME},
+            init=_init_connection,
+        )
+    assert pool is not None
+    return pool
+
+
+@contextlib.asynccontextmanager
+async def transaction(pool: asyncpg.Pool, what: str = "database") -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection inside a transaction, with errors translated."""
+    with translate_errors(what):
+        async with pool.acquire() as conn, conn.transaction():
+            yield conn
+
+
+# ------------------------------------------------------------------------------- DSN resolution
+
+
+async def resolve_dsn(settings: DatabaseSettings) -> str:
+    """The configured DSN, or that of the embedded PostgreSQL under ``database.data_dir`` (started here)."""
+    if settings.dsn is not None:
+        return settings.dsn.get_secret_value()
+    from syncd.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(settings.data_dir)
+    admin_dsn = await asyncio.to_thread(server.start)
+    log.info("no database.dsn configured: using the embedded PostgreSQL in %s", server.data_dir)
+    return await ensure_database(admin_dsn, "syncd")
+
+
+async def ensure_database(admin_dsn: str, name: str) -> str:
+    """Create database ``name`` on the server of ``admin_dsn`` if missing; return its DSN."""
+    with translate_errors("creating the syncd database"):
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            exists = await conn.fetchval("select 1 from pg_database where datname = $1", name)
+            if not exists:
+                await conn.execute(f"create database {quote_ident(name)}")
+        finally:
+            await conn.close()
+    return replace_database(admin_dsn, name)
+
+
+def replace_database(dsn: str, name: str) -> str:
+    """The same DSN pointing at another database."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + name))
