@@ -150,7 +150,7 @@ class ModelSettings(_Section):
     @classmethod
     def _fields(cls, v: Any) -> Any:
         if isinstance(v, str) and v != "*":
-            raise ValueError("expected a list of field names or \"*\" for every stored field")
+            raise ValueError('expected a list of field names or "*" for every stored field')
         if isinstance(v, list):
             bad = [f for f in v if not isinstance(f, str) or not _FIELD_NAME.match(f)]
             if bad:

@@ -14,12 +14,18 @@ import logging
 import re
 from collections.abc import AsyncIterator, Iterator
 from importlib import resources
+from typing import TypeAlias
+
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from syncd.config import DatabaseSettings, redact_dsn
 from syncd.errors import DatabaseError, DatabaseUnavailable
 
 log = logging.getLogger("syncd.db")
+
+#: A dedicated connection or one borrowed from the pool; code above this module accepts either.
+Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 
 APPLICATION_NAME = "syncd"
 
@@ -128,7 +134,7 @@ async def create_pool(dsn: str, settings: DatabaseSettings) -> asyncpg.Pool:
 
 
 @contextlib.asynccontextmanager
-async def transaction(pool: asyncpg.Pool, what: str = "database") -> AsyncIterator[asyncpg.Connection]:
+async def transaction(pool: asyncpg.Pool, what: str = "database") -> AsyncIterator[Connection]:
     """A pooled connection inside a transaction, with errors translated."""
     with translate_errors(what):
         async with pool.acquire() as conn, conn.transaction():
@@ -138,16 +144,27 @@ async def transaction(pool: asyncpg.Pool, what: str = "database") -> AsyncIterat
 # ------------------------------------------------------------------------------- DSN resolution
 
 
-async def resolve_dsn(settings: DatabaseSettings) -> str:
-    """The configured DSN, or that of the embedded PostgreSQL under ``database.data_dir`` (started here)."""
+@contextlib.asynccontextmanager
+async def open_dsn(settings: DatabaseSettings) -> AsyncIterator[str]:
+    """The configured DSN, or that of the embedded PostgreSQL under ``database.data_dir``.
+
+    An embedded server that this call started is stopped again on exit; one that was already
+    running (another syncd process uses it) is left alone. Its data stays in ``data_dir``.
+    """
     if settings.dsn is not None:
-        return settings.dsn.get_secret_value()
+        yield settings.dsn.get_secret_value()
+        return
     from syncd.embedded import EmbeddedPostgres
 
     server = EmbeddedPostgres(settings.data_dir)
+    was_running = server.is_running()
     admin_dsn = await asyncio.to_thread(server.start)
     log.info("no database.dsn configured: using the embedded PostgreSQL in %s", server.data_dir)
-    return await ensure_database(admin_dsn, "syncd")
+    try:
+        yield await ensure_database(admin_dsn, "syncd")
+    finally:
+        if not was_running:
+            await asyncio.to_thread(server.stop)
 
 
 async def ensure_database(admin_dsn: str, name: str) -> str:

@@ -12,10 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
-
 from syncd import db
-from syncd.errors import SchemaError
+from syncd.errors import DatabaseError, SchemaError
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -102,7 +100,7 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
     return [found[v] for v in versions]
 
 
-async def _applied(conn: asyncpg.Connection) -> list[Applied]:
+async def _applied(conn: db.Connection) -> list[Applied]:
     if not await conn.fetchval(db.queries["migration_table_exists"]):
         return []
     rows = await conn.fetch(db.queries["migration_list_applied"])
@@ -124,13 +122,13 @@ def _compare(applied: list[Applied], known: list[Migration]) -> SchemaStatus:
     return status
 
 
-async def check(conn: asyncpg.Connection, known: list[Migration] | None = None) -> SchemaStatus:
+async def check(conn: db.Connection, known: list[Migration] | None = None) -> SchemaStatus:
     """Compare the database with the known migrations, changing nothing."""
     with db.translate_errors("reading syncd.schema_migrations"):
         return _compare(await _applied(conn), known if known is not None else load_migrations())
 
 
-async def apply(conn: asyncpg.Connection, known: list[Migration] | None = None) -> list[Migration]:
+async def apply(conn: db.Connection, known: list[Migration] | None = None) -> list[Migration]:
     """Apply every pending migration; returns those applied. Refuses on altered or unknown ones."""
     known = known if known is not None else load_migrations()
     with db.translate_errors("migrating"):
@@ -142,13 +140,14 @@ async def apply(conn: asyncpg.Connection, known: list[Migration] | None = None) 
             if status.unknown or status.altered:
                 raise SchemaError("; ".join(status.problems()))
             for migration in status.pending:
+                label = f"migration {migration.version:04d}_{migration.name} failed"
                 try:
-                    await conn.execute(migration.sql)
-                except asyncpg.PostgresError as e:
-                    raise SchemaError(
-                        f"migration {migration.version:04d}_{migration.name} failed: {e}"
-                        " (nothing was applied)"
-                    ) from e
+                    with db.translate_errors(label):
+                        await conn.execute(migration.sql)
+                except DatabaseError as e:
+                    if e.transient:
+                        raise
+                    raise SchemaError(f"{e} (nothing was applied)") from e
                 await conn.execute(
                     db.queries["migration_record"], migration.version, migration.name, migration.checksum
                 )

@@ -135,12 +135,27 @@ class TestDatabases:
     def clone(self) -> str:
         """A new database cloned from the template; returns its DSN."""
         name = f"{self._prefix}_{next(self._counter)}"
-        _run(self._admin(f"create database {quote_ident(name)} template {quote_ident(self.template)}{self._strategy}"))
+        _run(
+            self._admin(
+                f"create database {quote_ident(name)} template {quote_ident(self.template)}{self._strategy}"
+            )
+        )
         return replace_database(self.admin_dsn, name)
 
     def drop(self, dsn: str) -> None:
         name = dsn.rsplit("/", 1)[-1].split("?", 1)[0]
         _run(self._admin(f"drop database if exists {quote_ident(name)} with (force)"))
+
+    def execute(self, dsn: str, sql: str) -> None:
+        """Run SQL in another database of the server (e.g. to undo a migration in a test)."""
+        _run(self._execute(dsn, sql))
+
+    async def _execute(self, dsn: str, sql: str) -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
 
     def drop_template(self) -> None:
         _run(self._admin(f"drop database if exists {quote_ident(self.template)} with (force)"))
@@ -154,8 +169,4 @@ class TestDatabases:
             self.drop(dsn)
 
     async def _admin(self, sql: str) -> None:
-        conn = await asyncpg.connect(self.admin_dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
+        await self._execute(self.admin_dsn, sql)

@@ -22,15 +22,28 @@ async def test_enqueue_inserts_a_pending_event(conn: asyncpg.Connection) -> None
         0,
     )
     assert row["odoo_id"] is None and row["result_id"] is None and row["done_at"] is None
-    contract = {"id", "created_at", "model", "op", "key", "odoo_id", "payload", "status", "attempts",
-                "available_at", "last_error", "done_at", "result_id"}
+    contract = {
+        "id",
+        "created_at",
+        "model",
+        "op",
+        "key",
+        "odoo_id",
+        "payload",
+        "status",
+        "attempts",
+        "available_at",
+        "last_error",
+        "done_at",
+        "result_id",
+    }
     assert contract <= set(row.keys())
 
 
 async def test_enqueue_named_arguments_and_write(conn: asyncpg.Connection) -> None:
     event_id = await conn.fetchval(
         "select syncd.enqueue(model => 'res.partner', op => 'write', key => null,"
-        " payload => '{\"email\": \"a@b.c\"}', odoo_id => 42)"
+        ' payload => \'{"email": "a@b.c"}\', odoo_id => 42)'
     )
     assert await conn.fetchval("select odoo_id from syncd.outbox where id = $1", event_id) == 42
 
@@ -77,7 +90,9 @@ async def test_one_notification_per_transaction(db_dsn: str, conn: asyncpg.Conne
     try:
         async with conn.transaction():
             for i in range(50):
-                await conn.fetchval("select syncd.enqueue('res.partner', 'upsert', $1, '{\"a\": 1}')", f"k{i}")
+                await conn.fetchval(
+                    "select syncd.enqueue('res.partner', 'upsert', $1, '{\"a\": 1}')", f"k{i}"
+                )
         await asyncio.wait_for(received.get(), timeout=10)
         # a marker notification sent after the batch proves no further batch notifications are queued
         await conn.execute("select pg_notify('syncd_outbox', 'marker')")

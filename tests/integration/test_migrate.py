@@ -51,9 +51,9 @@ async def test_concurrent_migrate_runs_serialise(test_databases: TestDatabases) 
         results = await asyncio.gather(*(migrate.apply(c) for c in conns))
         # exactly one run applied everything; the others found nothing pending
         assert sorted(len(r) for r in results) == [0, 0, len(migrate.load_migrations())]
-        assert await conns[0].fetchval("select count(*) from syncd.schema_migrations") == len(results[0]) + len(
-            results[1]
-        ) + len(results[2])
+        assert await conns[0].fetchval("select count(*) from syncd.schema_migrations") == len(
+            results[0]
+        ) + len(results[1]) + len(results[2])
         for c in conns:
             await c.close()
     finally:
@@ -71,7 +71,9 @@ async def test_altered_migration_is_reported_and_refused(conn: asyncpg.Connectio
 
 
 async def test_database_newer_than_code_is_reported(conn: asyncpg.Connection) -> None:
-    await conn.execute("insert into syncd.schema_migrations (version, name, checksum) values (999, 'future', 'x')")
+    await conn.execute(
+        "insert into syncd.schema_migrations (version, name, checksum) values (999, 'future', 'x')"
+    )
     status = await migrate.check(conn)
     assert [a.version for a in status.unknown] == [999]
     assert "upgrade syncd" in status.problems()[0]
@@ -92,5 +94,5 @@ def test_migration_files_are_well_formed(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match="without gaps"):
         migrate.load_migrations(tmp_path)
     (tmp_path / "bad name.sql").write_text("select 1;")
-    with pytest.raises(SchemaError, match="NNNN_name.sql"):
+    with pytest.raises(SchemaError, match=r"NNNN_name\.sql"):
         migrate.load_migrations(tmp_path)

@@ -1,0 +1,225 @@
+"""The ``syncd`` command line (SPEC §1): parses arguments, loads the config, calls into the rest.
+
+Exit codes: 0 success; 1 the work ran but something failed; 2 bad usage or invalid config;
+3 a dependency (PostgreSQL, Odoo) could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from syncd import __version__, db
+from syncd.config import Settings, load_config
+from syncd.errors import ConfigError, DatabaseUnavailable, SchemaError, SyncdError
+from syncd.logs import setup_logging
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+log = logging.getLogger("syncd.cli")
+
+
+# ----------------------------------------------------------------------------------------- parser
+
+
+def _common_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    # On the top-level parser the flags get real defaults; on subcommands SUPPRESS keeps a flag given
+    # before the command from being overwritten, so `syncd --config x check` == `syncd check --config x`.
+    default: Any = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=default,
+        help="config file (default: $SYNCD_CONFIG, ./syncd.toml, /etc/syncd/config.toml)",
+    )
+    parser.add_argument("--log-format", choices=["text", "json"], default=default, help="log line format")
+    parser.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], default=default, help="log level"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="syncd",
+        description="Keep Odoo and PostgreSQL in step: CDC mirror tables one way, a transactional outbox "
+        "the other.",
+        epilog="Exit codes: 0 ok, 1 work failed, 2 bad usage or config, 3 a dependency is unreachable.",
+    )
+    parser.add_argument("--version", action="version", version=f"syncd {__version__}")
+    _common_flags(parser, top=True)
+    parser.add_argument("--once", action="store_true", help="same as `syncd run --once`")
+    parser.add_argument("--dry-run", action="store_true", help="with --once: read and plan, write nothing")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        _common_flags(p, top=False)
+        return p
+
+    p = add("run", "run the daemon: CDC pollers, outbox consumers and the HTTP endpoint")
+    p.add_argument("--once", action="store_true", default=argparse.SUPPRESS, help="one pass, then exit")
+    p.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS, help="write nothing")
+    p.add_argument("--migrate", action="store_true", help="apply pending migrations before starting")
+
+    p = add("migrate", "apply the database migrations (or only verify them)")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if migrations are pending")
+
+    add("check", "validate the config and reach PostgreSQL and Odoo; print a table")
+
+    p = add("status", "per model: cursor, lag, rows, last error; outbox counts")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = add("outbox", "inspect and redrive the outbox")
+    osub = p.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
+    q = osub.add_parser("list", help="list events")
+    _common_flags(q, top=False)
+    q.add_argument("--status", choices=["pending", "inflight", "done", "dead"])
+    q.add_argument("--limit", type=int, default=50)
+    q = osub.add_parser("retry", help="make dead events pending again")
+    _common_flags(q, top=False)
+    q.add_argument("ids", nargs="*", type=int)
+    q.add_argument("--all-dead", action="store_true")
+    q = osub.add_parser("discard", help="drop events")
+    _common_flags(q, top=False)
+    q.add_argument("ids", nargs="+", type=int)
+
+    p = add("resync", "re-read one model from the beginning (keeps the mirror)")
+    p.add_argument("model")
+
+    add("demo", "embedded PostgreSQL + fake Odoo + the daemon, with a little traffic both ways")
+
+    p = add("fake-odoo", "serve the built-in fake Odoo (login admin/admin, API key admin)")
+    p.add_argument("--listen", default="127.0.0.1:8069", metavar="HOST:PORT")
+    p.add_argument("--database", default="odoo", metavar="NAME")
+    p.add_argument("--demo-data", action="store_true", help="load demo partners, products, ...")
+    return parser
+
+
+# --------------------------------------------------------------------------------------- commands
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_config(args.config)
+    # [log] in the file is the default; the command-line flags win.
+    setup_logging(args.log_format or settings.log.format, args.log_level or settings.log.level)
+    return settings
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    return asyncio.run(_migrate(settings, check_only=args.check))
+
+
+async def _migrate(settings: Settings, *, check_only: bool) -> int:
+    from syncd import db
+
+    async with db.open_dsn(settings.database) as dsn:
+        conn = await db.connect(dsn, settings.database)
+        try:
+            return await _migrate_on(conn, check_only=check_only)
+        finally:
+            await conn.close()
+
+
+async def _migrate_on(conn: db.Connection, *, check_only: bool) -> int:
+    from syncd import migrate
+
+    if check_only:
+        status = await migrate.check(conn)
+        if status.current:
+            print(f"schema is current (version {status.version})")
+            return EXIT_OK
+        for line in status.problems():
+            print(line)
+        return EXIT_FAILED
+    applied = await migrate.apply(conn)
+    for m in applied:
+        print(f"applied {m.version:04d}_{m.name}")
+    status = await migrate.check(conn)
+    print(f"schema is current (version {status.version})" + ("" if applied else ", nothing to do"))
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from syncd.check import run_checks
+
+    settings = _settings(args)
+    results = asyncio.run(run_checks(settings))
+    width = max(len(r.name) for r in results)
+    print(f"{'CHECK':<{width}}  RESULT  DETAIL")
+    for r in results:
+        print(f"{r.name:<{width}}  {'ok' if r.ok else 'FAIL':<6}  {r.detail}")
+    if any(r.unreachable for r in results):
+        return EXIT_UNAVAILABLE
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
+def cmd_fake_odoo(args: argparse.Namespace) -> int:
+    from syncd.config import parse_listen
+    from syncd.testing import serve_forever
+
+    try:
+        parse_listen(args.listen)
+    except ValueError as e:
+        raise ConfigError(f"--listen {args.listen!r}: {e}") from None
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_forever(args.listen, args.database, args.demo_data))
+    return EXIT_OK
+
+
+def cmd_not_yet(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        print(f"syncd {name}: not available in syncd {__version__} yet", file=sys.stderr)
+        return EXIT_USAGE
+
+    return run
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "migrate": cmd_migrate,
+    "check": cmd_check,
+    "fake-odoo": cmd_fake_odoo,
+    "run": cmd_not_yet("run"),
+    "status": cmd_not_yet("status"),
+    "outbox": cmd_not_yet("outbox"),
+    "resync": cmd_not_yet("resync"),
+    "demo": cmd_not_yet("demo"),
+}
+
+
+# ------------------------------------------------------------------------------------------- main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        if not args.once:
+            parser.print_help()
+            return EXIT_USAGE
+        args.command = "run"
+    setup_logging(args.log_format or "text", args.log_level or "info")
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as e:
+        print(f"syncd: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except DatabaseUnavailable as e:
+        print(f"syncd: PostgreSQL is unreachable: {e}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except SchemaError as e:
+        print(f"syncd: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except SyncdError as e:
+        print(f"syncd: {e}", file=sys.stderr)
+        return EXIT_UNAVAILABLE if e.transient else EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from syncd.config import ModelSettings, Settings, find_config_file, load_config, redact_dsn
+
+pytestmark = pytest.mark.unit
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "syncd.toml"
+    path.write_text(text)
+    return path
+
+
+def test_example_config_loads_and_equals_the_defaults() -> None:
+    settings = load_config(EXAMPLE, env={})
+    assert settings.model_dump() == Settings().model_dump()
+
+
+def test_example_config_documents_every_key() -> None:
+    text = EXAMPLE.read_text()
+    missing = []
+    for section, field in Settings.model_fields.items():
+        if section == "source":
+            continue
+        assert isinstance(field.default_factory, type) and issubclass(field.default_factory, BaseModel)
+        if f"[{section}]" not in text:
+            missing.append(f"[{section}]")
+        keys = list(field.default_factory.model_fields)
+        if section == "cdc":  # [[cdc.models]] is a list of tables, documented by example
+            keys.remove("models")
+            keys += list(ModelSettings.model_fields)
+            if "[[cdc.models]]" not in text:
+                missing.append("[[cdc.models]]")
+        for key in keys:
+            if not re.search(rf"^#? ?{key} = ", text, re.MULTILINE):
+                missing.append(f"{section}.{key}")
+    assert missing == []
+
+
+def test_env_overrides_file_and_parses_types(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[odoo]\nurl = "https://erp.example.com/"\n[cdc]\ninterval_seconds = 5\n')
+    env = {
+        "SYNCD_CDC__INTERVAL_SECONDS": "2.5",
+        "SYNCD_ODOO__API_KEY": "k3y",
+        "SYNCD_OUTBOX__LISTEN": "false",
+        "SYNCD_CDC__MODELS": '[{"model": "res.partner", "fields": ["name"]}]',
+        "SYNCD_UNRELATED": "x",
+    }
+    s = load_config(path, env=env)
+    assert s.odoo.url == "https://erp.example.com"
+    assert s.cdc.interval_seconds == 2.5
+    assert s.outbox.listen is False
+    assert s.odoo.secret == "k3y"
+    assert [m.model for m in s.cdc.models] == ["res.partner"]
+    assert s.cdc.models[0].table == "res_partner"
+    assert s.source == path
+
+
+def test_secret_files_are_read_and_never_shown(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("s3cr3t-key\n")
+    dsn = tmp_path / "dsn"
+    dsn.write_text("postgresql://u:pw-123@db/x\n")
+    path = _write(tmp_path, f'[odoo]\napi_key_file = "{key}"\n[database]\ndsn_file = "{dsn}"\n')
+    s = load_config(path, env={})
+    assert s.odoo.secret == "s3cr3t-key"
+    assert s.database.dsn is not None and s.database.dsn.get_secret_value() == "postgresql://u:pw-123@db/x"
+    shown = repr(s) + str(s) + s.model_dump_json()
+    assert "s3cr3t" not in shown and "pw-123" not in shown
+
+
+def test_unreadable_secret_file_names_the_key(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[odoo]\napi_key_file = "/does/not/exist"\n')
+    with pytest.raises(Exception, match=r"odoo\.api_key_file = '/does/not/exist': cannot read"):
+        load_config(path, env={})
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ('[odoo]\nprotocol = "xml"\n', "odoo.protocol = 'xml': Input should be 'auto', 'json2' or 'jsonrpc'"),
+        (
+            '[odoo]\nurl = "erp.example.com"\n',
+            "odoo.url = 'erp.example.com': expected an http:// or https:// URL",
+        ),
+        ("[cdc]\ninterval_seconds = 0\n", "cdc.interval_seconds = 0: Input should be greater than 0"),
+        ("[cdc]\nintervall = 3\n", "cdc.intervall: unknown key"),
+        ("[nope]\nx = 1\n", "nope: unknown key"),
+        (
+            '[[cdc.models]]\nmodel = "Res Partner"\n',
+            "cdc.models.0.model = 'Res Partner': expected an Odoo model",
+        ),
+        ('[[cdc.models]]\nmodel = "res.partner"\nfields = "name"\n', 'expected a list of field names or "*"'),
+        ('[[cdc.models]]\nmodel = "a.b"\n[[cdc.models]]\nmodel = "a.b"\n', "model 'a.b' is configured twice"),
+        ('[http]\nlisten = "9187"\n', "http.listen = '9187': expected HOST:PORT"),
+        ('[database]\nmirror_schema = "syncd"\n', "database.mirror_schema = 'syncd': expected a lowercase"),
+        ('[odoo]\nprotocol = "json2"\npassword = "pw"\n', "odoo.protocol: 'json2' needs odoo.api_key"),
+        ("[odoo\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_message_names_key_value_and_expectation(tmp_path: Path, toml: str, expected: str) -> None:
+    path = _write(tmp_path, toml)
+    with pytest.raises(Exception, match=re.escape(expected)) as info:
+        load_config(path, env={})
+    assert type(info.value).__name__ == "ConfigError"
+    assert "Traceback" not in str(info.value)
+
+
+def test_bad_dsn_is_reported_without_its_value(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[database]\ndsn = "mysql://u:topsecret@h/db"\n')
+    with pytest.raises(Exception, match="expected a postgresql:// URL") as info:
+        load_config(path, env={})
+    assert "topsecret" not in str(info.value)
+
+
+def test_discovery_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert find_config_file(None, env={}) is None  # (unless /etc/syncd/config.toml exists on this machine)
+    (tmp_path / "syncd.toml").write_text("")
+    assert find_config_file(None, env={}) == Path("syncd.toml")
+    other = tmp_path / "other.toml"
+    other.write_text("")
+    assert find_config_file(None, env={"SYNCD_CONFIG": str(other)}) == other
+    assert find_config_file(str(other), env={"SYNCD_CONFIG": "/nope"}) == other
+    with pytest.raises(Exception, match=r"from \$SYNCD_CONFIG\) does not exist"):
+        find_config_file(None, env={"SYNCD_CONFIG": "/nope"})
+
+
+def test_redact_dsn() -> None:
+    assert redact_dsn("postgresql://u:p%40ss@h:5432/db?sslmode=require") == (
+        "postgresql://u:***@h:5432/db?sslmode=require"
+    )
+    assert redact_dsn("postgresql://h/db") == "postgresql://h/db"
