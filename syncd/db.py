@@ -67,13 +67,25 @@ def is_unavailable(exc: BaseException) -> bool:
     """True for errors where reconnecting and trying again can help."""
     if isinstance(exc, OSError | asyncio.TimeoutError | ConnectionError):
         return True
-    if isinstance(exc, asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError):
-        # e.g. "connection is closed", "cannot perform operation: another operation is in progress"
-        return isinstance(exc, asyncpg.ConnectionDoesNotExistError) or "closed" in str(exc)
+    if isinstance(exc, asyncpg.exceptions.InternalClientError | asyncpg.ConnectionDoesNotExistError):
+        # The protocol lost track of the connection (e.g. the backend was terminated under it).
+        return True
+    if isinstance(exc, asyncpg.InterfaceError):
+        # "connection is closed" can be healed by reconnecting; a bad argument (DataError) cannot.
+        return "closed" in str(exc)
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", "") or ""
         return state.startswith(_UNAVAILABLE_SQLSTATE_CLASSES) or state in ("40001", "40P01")
     return False
+
+
+_DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    asyncio.TimeoutError,
+)
 
 
 @contextlib.contextmanager
@@ -84,7 +96,7 @@ def translate_errors(what: str = "database") -> Iterator[None]:
     except (DatabaseError, asyncio.CancelledError):
         raise
     except Exception as exc:
-        if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError | OSError | asyncio.TimeoutError):
+        if isinstance(exc, _DRIVER_ERRORS):
             state = getattr(exc, "sqlstate", None)
             detail = str(exc) or type(exc).__name__
             message = f"{what}: {detail}" + (f" (SQLSTATE {state})" if state else "")
