@@ -7,19 +7,12 @@ exit code (3 when something could not be reached, 1 when something is wrong, els
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from syncd import db, migrate
+from syncd.cdc.schema import SchemaProblem, select_fields
 from syncd.config import ModelSettings, Settings, redact_dsn
-from syncd.errors import DatabaseError, DatabaseUnavailable, OdooError, SyncdError
-
-#: Odoo field types that can be mirrored (SPEC §3); binary only when listed explicitly.
-MIRRORABLE_TYPES = frozenset(
-    {
-        "char", "text", "html", "selection", "integer", "float", "monetary", "boolean", "date",
-        "datetime", "many2one", "one2many", "many2many", "json", "properties", "binary",
-    }
-)  # fmt: skip
+from syncd.errors import DatabaseError, DatabaseUnavailable, OdooAuthenticationError, OdooError, SyncdError
+from syncd.odoo import OdooClient
 
 
 @dataclass(frozen=True)
@@ -43,9 +36,14 @@ async def _check_postgres(settings: Settings) -> list[CheckResult]:
     where = "embedded PostgreSQL" if settings.database.embedded else "database.dsn"
     try:
         async with db.open_dsn(settings.database) as dsn:
-            return await _check_schema(dsn, settings)
+            results = await _check_schema(dsn, settings)
     except SyncdError as e:
         return [CheckResult("postgres", False, f"{where}: {e}", unreachable=True)]
+    if settings.database.embedded and results[0].ok:
+        results[0] = CheckResult(
+            "postgres", True, f"embedded, data in {settings.database.data_dir}: {results[0].detail}"
+        )
+    return results
 
 
 async def _check_schema(dsn: str, settings: Settings) -> list[CheckResult]:
@@ -71,8 +69,6 @@ async def _check_schema(dsn: str, settings: Settings) -> list[CheckResult]:
 
 
 async def _check_odoo(settings: Settings) -> list[CheckResult]:
-    from syncd.odoo import OdooClient
-
     odoo = settings.odoo
     if odoo.secret is None:
         return [
@@ -86,13 +82,24 @@ async def _check_odoo(settings: Settings) -> list[CheckResult]:
     try:
         try:
             await client.connect()
+        except OdooAuthenticationError as e:
+            return [CheckResult("odoo credentials", False, str(e))]
         except OdooError as e:
             return [CheckResult("odoo", False, f"{odoo.url}: {e}", unreachable=e.transient)]
         info = await client.version()
         results = [
-            CheckResult("odoo", True, f"{odoo.url}: Odoo {info.server_version}, protocol {client.protocol}"),
-            CheckResult("odoo credentials", True, f"{odoo.username} on database {odoo.database!r}"),
+            CheckResult("odoo", True, f"{odoo.url}: Odoo {info.server_version}, protocol {client.protocol}")
         ]
+        try:
+            # JSON-2 has no login call; context_get is the cheapest call any valid credential may make.
+            await client.call("res.users", "context_get")
+        except OdooError as e:
+            results.append(CheckResult("odoo credentials", False, str(e), unreachable=e.transient))
+            return results
+        who = f"uid {client.uid}, " if client.uid is not None else ""
+        results.append(
+            CheckResult("odoo credentials", True, f"{odoo.username} ({who}database {odoo.database!r})")
+        )
         for model in settings.cdc.models:
             results.append(await _check_model(client, model))
         return results
@@ -102,45 +109,14 @@ async def _check_odoo(settings: Settings) -> list[CheckResult]:
         await client.close()
 
 
-async def _check_model(client: Any, model: ModelSettings) -> CheckResult:
+async def _check_model(client: OdooClient, model: ModelSettings) -> CheckResult:
     name = f"model {model.model}"
     try:
-        fields: dict[str, dict[str, Any]] = await client.fields_get(
-            model.model, attributes=["type", "store", "string"]
-        )
+        fields = await client.fields_get(model.model, attributes=["type", "store", "string"])
     except OdooError as e:
         return CheckResult(name, False, f"cannot read its fields: {e}", unreachable=e.transient)
-    problems = model_field_problems(model, fields)
-    if problems:
-        return CheckResult(name, False, "; ".join(problems))
-    count = len(mirror_fields(model, fields))
-    return CheckResult(name, True, f"{count} fields to mirror")
-
-
-def mirror_fields(model: ModelSettings, fields: dict[str, dict[str, Any]]) -> list[str]:
-    """The fields a model's mirror table gets: the listed ones, or every stored non-binary one for "*"."""
-    if model.fields == "*":
-        return sorted(
-            n
-            for n, f in fields.items()
-            if f.get("store") and f.get("type") in MIRRORABLE_TYPES and f.get("type") != "binary"
-        )
-    return list(model.fields)
-
-
-def model_field_problems(model: ModelSettings, fields: dict[str, dict[str, Any]]) -> list[str]:
-    """Listed fields that do not exist, are not stored, or have a type that cannot be mirrored."""
-    if model.fields == "*":
-        return []
-    out = []
-    for name in model.fields:
-        spec = fields.get(name)
-        if spec is None:
-            out.append(f"field {name!r} does not exist on {model.model}")
-        elif not spec.get("store", False):
-            out.append(f"field {name!r} of {model.model} is computed, not stored: it cannot be mirrored")
-        elif spec.get("type") not in MIRRORABLE_TYPES:
-            out.append(
-                f"field {name!r} of {model.model} has type {spec.get('type')!r}, which is not mirrored"
-            )
-    return out
+    try:
+        selected = select_fields(model, fields)
+    except SchemaProblem as e:
+        return CheckResult(name, False, str(e))
+    return CheckResult(name, True, f"{len(selected)} fields to mirror")

@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("resync", "re-read one model from the beginning (keeps the mirror)")
     p.add_argument("model")
 
-    add("demo", "embedded PostgreSQL + fake Odoo + the daemon, with a little traffic both ways")
+    p = add("demo", "embedded PostgreSQL + fake Odoo + the daemon, with a little traffic both ways")
+    p.add_argument("--seconds", type=float, metavar="N", help="end after N seconds (default: at Ctrl-C)")
 
     p = add("fake-odoo", "serve the built-in fake Odoo (login admin/admin, API key admin)")
     p.add_argument("--listen", default="127.0.0.1:8069", metavar="HOST:PORT")
@@ -164,15 +165,30 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_fake_odoo(args: argparse.Namespace) -> int:
     from syncd.config import parse_listen
-    from syncd.testing import serve_forever
+    from syncd.testing import FakeOdooServer, serve_forever
 
     try:
         parse_listen(args.listen)
     except ValueError as e:
         raise ConfigError(f"--listen {args.listen!r}: {e}") from None
+
+    def ready(server: FakeOdooServer) -> None:
+        # One line on stdout that scripts (and the tests) wait for.
+        print(
+            f"fake Odoo 19 listening on {server.url} database={args.database} login=admin password=admin"
+            " api_key=admin",
+            flush=True,
+        )
+
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_forever(args.listen, args.database, args.demo_data))
+        asyncio.run(serve_forever(args.listen, args.database, args.demo_data, on_ready=ready))
     return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from syncd.demo import run_demo
+
+    return asyncio.run(run_demo(sys.stdout, args.seconds))
 
 
 def cmd_not_yet(name: str) -> Callable[[argparse.Namespace], int]:
@@ -191,7 +207,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": cmd_not_yet("status"),
     "outbox": cmd_not_yet("outbox"),
     "resync": cmd_not_yet("resync"),
-    "demo": cmd_not_yet("demo"),
+    "demo": cmd_demo,
 }
 
 

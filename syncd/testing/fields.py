@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from syncd.testing.store import View
+    from syncd.testing.store import Transaction, View
 
 FIELD_TYPES = frozenset(
     {
@@ -42,6 +42,10 @@ InverseFn = Callable[[Any], dict[str, Any]]
 ConstraintFn = Callable[["View", str, int, Mapping[str, Any]], None]
 #: ``check(vals)`` inspects raw (JSON) values before conversion; raises to reject them.
 ValsCheckFn = Callable[[Mapping[str, Any]], None]
+#: ``prepare(txn, vals) -> vals`` completes the values of a record about to be created.
+PrepareFn = Callable[["Transaction", dict[str, Any]], dict[str, Any]]
+#: ``check(view, model, record_id, row)`` raises to refuse deleting the record.
+UnlinkCheckFn = Callable[["View", str, int, Mapping[str, Any]], None]
 
 
 def default_string(name: str) -> str:
@@ -192,6 +196,8 @@ class ModelSpec:
     write_group: str | None = None
     constraints: list[ConstraintFn] = field(default_factory=list)
     vals_check: ValsCheckFn | None = None
+    prepare_create: PrepareFn | None = None
+    unlink_check: UnlinkCheckFn | None = None
 
     def __post_init__(self) -> None:
         declared = self.fields
@@ -213,6 +219,16 @@ class ModelSpec:
     @property
     def has_active(self) -> bool:
         return "active" in self.fields
+
+    def display_name_of(self, view: View, rid: int, row: Mapping[str, Any]) -> str:
+        """The record's display name: the ``display_name`` hook, else the ``rec_name`` field's value."""
+        if self.display_name is not None:
+            return str(self.display_name(view, rid, row))
+        if not self.rec_name:
+            return f"{self.name},{rid}"
+        spec = self.fields[self.rec_name]
+        value = spec.compute(view, rid, row) if spec.compute is not None else row.get(self.rec_name)
+        return str(value) if value else ""
 
     def search_fields(self) -> tuple[str, ...]:
         if self.name_search_fields:

@@ -108,6 +108,8 @@ class Store:
         self.lock = threading.RLock()
         self.row_locks: dict[tuple[str, int], Transaction] = {}
         self.xmlids: dict[tuple[str, str], int] = {}
+        #: users with every access right (the others get AccessError on admin-only models)
+        self.admin_uids: set[int] = {1, 2}
         self._txn_numbers = itertools.count(1)
 
     def declare(self, spec: ModelSpec) -> None:
@@ -118,7 +120,9 @@ class Store:
     def spec(self, model: str) -> ModelSpec:
         return self.specs[model]
 
-    def begin(self, *, uid: int = 2, at: datetime | None = None, context: dict[str, Any] | None = None) -> Transaction:
+    def begin(
+        self, *, uid: int = 2, at: datetime | None = None, context: dict[str, Any] | None = None
+    ) -> Transaction:
         with self.lock:
             stamp = at if at is not None else self.clock()
             return Transaction(self, stamp, uid, dict(context or {}), next(self._txn_numbers))
@@ -166,6 +170,8 @@ class Transaction:
         self.context = context
         self.number = number
         self.state = "open"
+        #: set by an operation whose answer stands but whose changes must not be kept (a failed ``load``)
+        self.rollback_only = False
         self.changes: dict[str, dict[int, Row | None]] = {}
         self.xmlid_changes: dict[tuple[str, str], int | None] = {}
         self._locked: set[tuple[str, int]] = set()
@@ -275,6 +281,13 @@ class Transaction:
                 else:
                     self._store.xmlids[key] = imd_id
             self._finish("committed")
+
+    def finish(self) -> None:
+        """Commit, unless an operation marked the transaction ``rollback_only``."""
+        if self.rollback_only:
+            self.rollback()
+        else:
+            self.commit()
 
     def rollback(self) -> None:
         with self._store.lock:

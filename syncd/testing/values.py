@@ -32,7 +32,7 @@ ONE_DAY = timedelta(days=1)
 
 def format_datetime(value: datetime) -> str:
     """Odoo's wire format: naive UTC, microseconds truncated."""
-    return value.strftime(DATETIME_FORMAT)
+    return value.isoformat(" ", "seconds")
 
 
 def format_date(value: date) -> str:
@@ -49,7 +49,7 @@ def float_round(value: float, digits: int) -> float:
     if normalized:
         epsilon = 2 ** (math.log2(abs(normalized)) - 52)
         normalized += math.copysign(epsilon, normalized)
-    return round(normalized) / (10**digits)
+    return float(round(normalized) / (10**digits))
 
 
 _SCRIPT = re.compile(r"<script\b[^>]*>.*?</script\s*>", re.IGNORECASE | re.DOTALL)

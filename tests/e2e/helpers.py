@@ -24,7 +24,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def syncd(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120) -> Result:
+def syncd(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+) -> Result:
     proc = subprocess.run(
         [sys.executable, "-m", "syncd", *args],
         env=env if env is not None else clean_env(),
