@@ -262,18 +262,10 @@ class FakeOdoo:
 
     def call(self, model: str, method: str, *args: Any, uid: int = ADMIN_UID, **kwargs: Any) -> Any:
         """Like ``execute_kw(model, method, args, kwargs)`` as ``uid``, without HTTP (``context=`` allowed)."""
-        context = dict(kwargs.pop("context", None) or {})
-        if model not in self.store.specs:
-            raise errors.user_error(f"Object {model} doesn't exist")
-        resolved = methods.resolve(self.store.view(uid), model, method)
-        ids: list[Any] = []
-        if resolved.record:
-            if not args:
-                raise errors.FakeOdooError("builtins.IndexError", "list index out of range")
-            first, args = args[0], args[1:]
-            ids = list(first) if isinstance(first, list | tuple) else [first]
-        params = methods.bind_positional(resolved, args, kwargs)
-        return self.run(Invocation(model, method, ids, params, context, uid, "direct"), resolved)
+        resolved, inv = methods.execute_kw_invocation(
+            self.store.view(uid), model, method, args, kwargs, uid, "direct"
+        )
+        return self.run(inv, resolved)
 
     def create(self, model: str, vals_list: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> list[int]:
         items = [vals_list] if isinstance(vals_list, Mapping) else list(vals_list)

@@ -230,6 +230,24 @@ def resolve(view: View, model: str, name: str) -> Method:
     return method
 
 
+def execute_kw_invocation(
+    view: View, model: Any, name: str, args: Sequence[Any], kwargs: dict[str, Any], uid: int, transport: str
+) -> tuple[Method, Invocation]:
+    """Resolve and bind an ``execute_kw``-style call (positional ``args``, ids first for record methods)."""
+    if not isinstance(model, str) or model not in view.store.specs:
+        raise errors.user_error(f"Object {model} doesn't exist")
+    method = resolve(view, model, name)
+    context = dict(kwargs.pop("context", None) or {})
+    ids: list[Any] = []
+    if method.record:
+        if not args:
+            raise errors.FakeOdooError("builtins.IndexError", "list index out of range")
+        first, args = args[0], args[1:]
+        ids = list(first) if isinstance(first, list | tuple) else [first]
+    params = bind_positional(method, args, kwargs)
+    return method, Invocation(model, name, ids, params, context, uid, transport)
+
+
 def bind_positional(method: Method, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """Bind ``execute_kw`` arguments like a Python call would, with Python's TypeError messages."""
     qualified = f"{method.owner}.{method.name}()"

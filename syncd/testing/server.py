@@ -304,18 +304,9 @@ class FakeOdooServer:
         late: PendingFault | None,
     ) -> Any:
         store = self.fake.store
-        if not isinstance(model, str) or model not in store.specs:
-            raise errors.user_error(f"Object {model} doesn't exist")
-        method = methods.resolve(store.view(uid), model, name)
-        context = kwargs.pop("context", None) or {}
-        ids: list[Any] = []
-        if method.record:
-            if not args:
-                raise errors.FakeOdooError("builtins.IndexError", "list index out of range")
-            first, args = args[0], args[1:]
-            ids = list(first) if isinstance(first, list | tuple) else [first]
-        params = methods.bind_positional(method, args, kwargs)
-        inv = Invocation(model, name, ids, params, dict(context), uid, "jsonrpc")
+        method, inv = methods.execute_kw_invocation(
+            store.view(uid), model, name, args, kwargs, uid, "jsonrpc"
+        )
         return await self._execute(inv, method, late)
 
     # ------------------------------------------------------------------ JSON-2
