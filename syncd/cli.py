@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -191,6 +192,105 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(sys.stdout, args.seconds))
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from syncd import daemon
+
+    settings = _settings(args)
+    once = bool(getattr(args, "once", False))
+    dry_run = bool(getattr(args, "dry_run", False))
+    migrate_first = bool(getattr(args, "migrate", False))
+    if dry_run and not once:
+        raise ConfigError("--dry-run goes with --once")
+    if not once:
+        asyncio.run(daemon.run_forever(settings, migrate_first=migrate_first))
+        return EXIT_OK
+    report = asyncio.run(daemon.run_once(settings, dry_run=dry_run, migrate_first=migrate_first))
+    for name, poll in report.polls.items():
+        rec = report.reconciles.get(name)
+        extra = f", {rec.marked_deleted} marked deleted, {rec.refreshed} re-read" if rec else ""
+        print(f"{name}: {poll.rows_read} records read, {poll.rows_written} written{extra}")
+    for name in report.skipped:
+        print(f"{name}: skipped (another syncd is polling it)")
+    for name, error in report.errors.items():
+        print(f"{name}: FAILED: {error}")
+    return EXIT_FAILED if report.errors else EXIT_OK
+
+
+def cmd_resync(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.model not in {m.model for m in settings.cdc.models}:
+        configured = ", ".join(m.model for m in settings.cdc.models) or "none"
+        raise ConfigError(f"model {args.model!r} is not in [[cdc.models]] (configured: {configured})")
+    return asyncio.run(_resync(settings, args.model))
+
+
+async def _resync(settings: Settings, model: str) -> int:
+    async with db.open_dsn(settings.database) as dsn:
+        conn = await db.connect(dsn, settings.database)
+        try:
+            with db.translate_errors("resetting the cursor"):
+                await conn.execute(db.queries["cdc_state_ensure"], model)
+                await conn.execute(db.queries["cdc_state_reset"], model)
+        finally:
+            await conn.close()
+    print(f"{model}: cursor reset; the next poll reads it again from the beginning (the mirror is kept)")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    status = asyncio.run(_status(settings))
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))
+        return EXIT_OK
+    print(f"{'MODEL':<28} {'PHASE':<12} {'CURSOR':<20} {'LAG':>8} {'ROWS':>10}  LAST ERROR")
+    for m in status["models"]:
+        lag = "-" if m["lag_seconds"] is None else f"{m['lag_seconds']:.0f}s"
+        cursor = m["cursor"] or "-"
+        print(
+            f"{m['model']:<28} {m['phase']:<12} {cursor:<20} {lag:>8} {m['rows_mirrored']:>10}  {m['last_error'] or ''}"
+        )
+    ob = status["outbox"]
+    counts = ", ".join(f"{k} {v}" for k, v in ob["events"].items())
+    print(
+        f"\noutbox: {counts}; oldest pending {ob['oldest_pending_age_seconds']:.0f}s; dead letters {ob['events']['dead']}"
+    )
+    return EXIT_OK
+
+
+async def _status(settings: Settings) -> dict[str, Any]:
+    async with db.open_dsn(settings.database) as dsn:
+        conn = await db.connect(dsn, settings.database)
+        try:
+            with db.translate_errors("reading status"):
+                states = {r["model"]: r for r in await conn.fetch(db.queries["cdc_state_list"])}
+                counts = {r["status"]: r["n"] for r in await conn.fetch(db.queries["outbox_status_counts"])}
+                oldest = await conn.fetchval(db.queries["outbox_oldest_pending_age"])
+                now = await conn.fetchval("select now()")
+        finally:
+            await conn.close()
+    models = []
+    for m in settings.cdc.models:
+        st = states.get(m.model)
+        last = st["last_success_at"] if st else None
+        models.append(
+            {
+                "model": m.model,
+                "phase": st["phase"] if st else "not started",
+                "cursor": st["cursor_write_date"].isoformat(sep=" ")
+                if st and st["cursor_write_date"]
+                else None,
+                "lag_seconds": (now - last).total_seconds() if last else None,
+                "rows_mirrored": st["rows_mirrored"] if st else 0,
+                "last_success_at": last,
+                "last_reconcile_at": st["last_reconcile_at"] if st else None,
+                "last_error": st["last_error"] if st else None,
+            }
+        )
+    events = {s: counts.get(s, 0) for s in ("pending", "inflight", "done", "dead")}
+    return {"models": models, "outbox": {"events": events, "oldest_pending_age_seconds": oldest}}
+
+
 def cmd_not_yet(name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         print(f"syncd {name}: not available in syncd {__version__} yet", file=sys.stderr)
@@ -203,10 +303,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "migrate": cmd_migrate,
     "check": cmd_check,
     "fake-odoo": cmd_fake_odoo,
-    "run": cmd_not_yet("run"),
-    "status": cmd_not_yet("status"),
+    "run": cmd_run,
+    "status": cmd_status,
     "outbox": cmd_not_yet("outbox"),
-    "resync": cmd_not_yet("resync"),
+    "resync": cmd_resync,
     "demo": cmd_demo,
 }
 

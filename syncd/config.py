@@ -171,6 +171,12 @@ class CdcSettings(_Section):
     enabled: bool = True
     interval_seconds: PositiveSeconds = 5.0
     page_size: int = Field(default=500, ge=1, le=10_000)
+    #: Page size of a model's first sync (larger pages, fewer round trips).
+    backfill_page_size: int = Field(default=5000, ge=1, le=50_000)
+    #: Every poll re-reads this far before the cursor: Odoo stamps write_date at the start of a
+    #: transaction, so a long transaction commits rows "in the past". Keep it above Odoo's
+    #: limit_time_real (120 s by default), the longest an Odoo transaction can run.
+    lookback_seconds: float = Field(default=120.0, ge=0)
     reconcile_interval_seconds: PositiveSeconds = 3600.0
     models: list[ModelSettings] = Field(default_factory=list)
 

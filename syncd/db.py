@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Iterator
 from importlib import resources
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -109,9 +109,20 @@ def translate_errors(what: str = "database") -> Iterator[None]:
 # ------------------------------------------------------------------------------------------ pools
 
 
+def _jsonb_encode(value: Any) -> bytes:
+    return b"\x01" + json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _jsonb_decode(data: bytes) -> Any:
+    return json.loads(data[1:])
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    for typ in ("json", "jsonb"):
-        await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    # jsonb in binary format, so that it also works in arrays and binary COPY (mirror writes).
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec(
+        "jsonb", encoder=_jsonb_encode, decoder=_jsonb_decode, schema="pg_catalog", format="binary"
+    )
 
 
 async def connect(dsn: str, settings: DatabaseSettings) -> asyncpg.Connection:

@@ -155,6 +155,47 @@ class MirrorTable:
             if c.field not in existing
         ]
 
+    def upsert_sql(self) -> str:
+        """One set-based upsert from per-column arrays (``unnest``): no temp tables, no DDL per batch,
+        and it works through a transaction-mode pooler.
+
+        A row is rewritten only when what Odoo returned differs (``_raw``) or it was marked deleted:
+        re-reading an overlap window costs no row versions.
+        """
+        params, select = [], []
+        for i, (_name, pg_type) in enumerate(self._typed_columns(), start=1):
+            if pg_type.endswith("[]"):  # x2many ids arrive as array literals; unnest would flatten 2-D arrays
+                params.append(f"${i}::text[]")
+                select.append(f"u.c{i}::{pg_type}")
+            else:
+                params.append(f"${i}::{pg_type}[]")
+                select.append(f"u.c{i}")
+        names = [quote_ident(n) for n, _ in self._typed_columns()]
+        aliases = ", ".join(f"c{i}" for i in range(1, len(names) + 1))
+        updates = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
+        return (
+            f"insert into {self.qualified} as m ({', '.join(names)})\n"
+            f"select {', '.join(select)} from unnest({', '.join(params)}) as u({aliases})\n"
+            f'on conflict ("id") do update set {updates}, "_synced_at" = now(), "_deleted_at" = null\n'
+            f'where m."_raw" is distinct from excluded."_raw" or m."_deleted_at" is not null'
+        )
+
+    def _typed_columns(self) -> list[tuple[str, str]]:
+        return [("id", "bigint"), *((c.field, c.pg_type) for c in self.columns), ("_raw", "jsonb")]
+
+    def mark_deleted_sql(self) -> str:
+        return (
+            f'update {self.qualified} set "_deleted_at" = now(), "_synced_at" = now()'
+            f' where "id" = any($1::bigint[]) and "_deleted_at" is null'
+        )
+
+    def live_ids_sql(self) -> str:
+        """Ids (and the write_date Odoo gave) of rows not marked deleted, in an id range."""
+        return (
+            f'select "id", "_raw"->>\'write_date\' as write_date from {self.qualified}'
+            f' where "_deleted_at" is null and "id" > $1 and "id" <= $2 order by "id"'
+        )
+
     def converters(self) -> list[Callable[[Any], Any]]:
         return [CONVERTERS.get(c.odoo_type, _identity) for c in self.columns]
 
@@ -219,10 +260,11 @@ def _many2one(v: Any) -> int | None:
     return int(v[0]) if isinstance(v, list | tuple) else int(v)
 
 
-def _x2many(v: Any) -> list[int] | None:
+def _x2many(v: Any) -> str | None:
+    """An id list as a PostgreSQL array literal (see :meth:`MirrorTable.upsert_sql`)."""
     if v is False or v is None:
         return None
-    return [int(i) for i in v]
+    return "{" + ",".join(str(int(i)) for i in v) + "}"
 
 
 def _binary(v: Any) -> bytes | None:

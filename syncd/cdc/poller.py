@@ -1,0 +1,324 @@
+"""The CDC poller of one model: read changes since the cursor, upsert them, commit the cursor with them.
+
+A poll walks pages from the cursor (minus ``cdc.lookback_seconds``) until a page comes back short.
+Each page is written in one transaction together with the cursor that covers it, so after a crash
+the mirror and the cursor agree and the next run resumes at the last committed page. While a page
+is being written, the next one is already being fetched from Odoo.
+
+Deletions leave no trace a cursor can see; :meth:`ModelPoller.reconcile` compares ids (and the
+``write_date`` Odoo reports) between Odoo and the mirror, marks what is gone and re-reads what
+differs — which also catches a late commit older than the lookback window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+
+from syncd import db, metrics
+from syncd.cdc.cursor import Cursor, odoo_datetime
+from syncd.cdc.schema import MirrorTable, SchemaProblem
+from syncd.config import CdcSettings, ModelSettings
+from syncd.errors import DatabaseError
+from syncd.odoo import OdooClient
+
+log = logging.getLogger("syncd.cdc")
+
+ALL_RECORDS = {"active_test": False}
+#: Ids compared per reconciliation step.
+RECONCILE_CHUNK = 10_000
+#: Ids per ``read`` call when re-reading records that differ.
+READ_CHUNK = 500
+#: Seconds between two backfill progress lines.
+PROGRESS_EVERY = 5.0
+
+
+@dataclass
+class PollResult:
+    model: str
+    rows_read: int = 0
+    rows_written: int = 0
+    pages: int = 0
+
+
+@dataclass
+class ReconcileResult:
+    model: str
+    checked: int = 0
+    marked_deleted: int = 0
+    refreshed: int = 0
+
+
+class ModelPoller:
+    """Mirrors one Odoo model into its mirror table. Not safe to run twice at once for one model:
+    :class:`~syncd.cdc.service.CdcService` makes sure only one replica polls a model."""
+
+    def __init__(
+        self,
+        model: ModelSettings,
+        cdc: CdcSettings,
+        mirror_schema: str,
+        odoo: OdooClient,
+        pool: asyncpg.Pool,
+        *,
+        dry_run: bool = False,
+    ) -> None:
+        self.model = model
+        self.cdc = cdc
+        self.mirror_schema = mirror_schema
+        self.odoo = odoo
+        self.pool = pool
+        self.dry_run = dry_run
+        self.table: MirrorTable | None = None
+        self._upsert_sql = ""
+        self._converters: list[Any] = []
+        self.caught_up_at: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.model.model
+
+    # ------------------------------------------------------------------------------------ schema
+    async def prepare(self) -> MirrorTable:
+        """Read the model's fields from Odoo, create the mirror table or add missing columns."""
+        fields = await self.odoo.fields_get(self.name, attributes=["type", "store", "string", "relation"])
+        if "write_date" not in fields:
+            raise SchemaProblem(f"{self.name} has no write_date field: it cannot be mirrored incrementally")
+        table = MirrorTable.build(self.mirror_schema, self.model, fields)
+        if table != self.table:
+            if not self.dry_run:
+                await self._ensure_table(table)
+            self.table = table
+            self._upsert_sql = table.upsert_sql()
+            self._converters = table.converters()
+        async with db.transaction(self.pool, "cdc state") as conn:
+            await conn.execute(db.queries["cdc_state_ensure"], self.name)
+        return table
+
+    async def _ensure_table(self, table: MirrorTable) -> None:
+        async with db.transaction(self.pool, f"mirror table of {self.name}") as conn:
+            existing = {
+                r["column_name"]
+                for r in await conn.fetch(db.queries["cdc_mirror_columns"], table.schema, table.name)
+            }
+            if not existing:
+                await conn.execute(table.create_sql())
+                log.info("created mirror table %s", table.qualified, extra={"model": self.name})
+                return
+            for statement in table.add_columns_sql(existing):
+                await conn.execute(statement)
+                log.info("mirror table %s: %s", table.qualified, statement, extra={"model": self.name})
+
+    # -------------------------------------------------------------------------------------- poll
+    async def poll(self) -> PollResult:
+        """Read every change since the cursor, page by page, until caught up."""
+        if self.table is None or self.model.fields == "*":
+            await self.prepare()  # "*": a field added in Odoo becomes a column at the next poll
+        table = self.table
+        assert table is not None
+        started = time.time()
+        state = await self._load_state()
+        stored = Cursor(state["cursor_write_date"], state["cursor_id"])
+        backfill = state["phase"] == "backfill"
+        limit = self.cdc.backfill_page_size if backfill else self.cdc.page_size
+        cursor = stored.rewound(timedelta(seconds=self.cdc.lookback_seconds))
+        result = PollResult(self.name)
+        progress = _Progress(self, stored) if backfill else None
+        if progress is not None:
+            await progress.start()
+
+        fetch = asyncio.ensure_future(self._fetch(cursor, limit, table))
+        try:
+            while True:
+                rows = await fetch
+                cursor, done = cursor.advance(rows, limit)
+                if not done:  # fetch the next page while this one is written
+                    fetch = asyncio.ensure_future(self._fetch(cursor, limit, table))
+                stored = cursor.at_least(stored)
+                written = await self._write_page(
+                    table, rows, stored, "incremental" if done else state["phase"]
+                )
+                result.rows_read += len(rows)
+                result.rows_written += written
+                result.pages += 1
+                if progress is not None:
+                    progress.page(len(rows))
+                if done:
+                    break
+        except BaseException:
+            fetch.cancel()
+            raise
+        if progress is not None:
+            progress.finish()
+        await self._succeeded(started)
+        return result
+
+    async def _fetch(self, cursor: Cursor, limit: int, table: MirrorTable) -> list[dict[str, Any]]:
+        domain, order = cursor.query()
+        rows: list[dict[str, Any]] = await self.odoo.search_read(
+            self.name, domain, table.read_fields, limit=limit, order=order, context=ALL_RECORDS
+        )
+        return rows
+
+    async def _write_page(
+        self, table: MirrorTable, rows: Sequence[Mapping[str, Any]], cursor: Cursor, phase: str
+    ) -> int:
+        if self.dry_run:
+            return 0
+        converted = [table.to_row(r, self._converters) for r in rows]
+        async with db.transaction(self.pool, f"mirroring {self.name}") as conn:
+            written = await self._upsert(conn, converted)
+            await conn.execute(
+                db.queries["cdc_state_advance"], self.name, cursor.second, cursor.drain_id, phase, written
+            )
+        metrics.CDC_RECORDS.labels(model=self.name).inc(written)
+        return written
+
+    async def _upsert(self, conn: db.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+        if not rows:
+            return 0
+        status = await conn.execute(self._upsert_sql, *(list(column) for column in zip(*rows, strict=True)))
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def _load_state(self) -> asyncpg.Record:
+        async with self.pool.acquire() as conn:
+            with db.translate_errors("cdc state"):
+                state = await conn.fetchrow(db.queries["cdc_state_get"], self.name)
+        assert state is not None, "prepare() creates the state row"
+        return state
+
+    async def _succeeded(self, started: float) -> None:
+        if not self.dry_run:
+            async with db.transaction(self.pool, "cdc state") as conn:
+                await conn.execute(db.queries["cdc_state_success"], self.name)
+        metrics.CDC_LAST_SUCCESS.labels(model=self.name).set(time.time())
+        if self.caught_up_at is None:
+            metrics.CDC_LAG.labels(model=self.name).set_function(self.lag_seconds)
+        # Everything committed before this poll started has been read (up to the lookback margin).
+        self.caught_up_at = started
+
+    def lag_seconds(self) -> float:
+        """Seconds since the start of the last poll that caught up (0 before the first one)."""
+        return 0.0 if self.caught_up_at is None else max(0.0, time.time() - self.caught_up_at)
+
+    async def record_error(self, error: BaseException) -> None:
+        """Remember the failure in ``syncd.cdc_state`` (shown by ``syncd status``) and count it."""
+        metrics.CDC_ERRORS.labels(model=self.name).inc()
+        if self.dry_run:
+            return
+        try:
+            async with db.transaction(self.pool, "cdc state") as conn:
+                await conn.execute(db.queries["cdc_state_error"], self.name, str(error)[:2000])
+        except DatabaseError:
+            log.warning("could not record the error of %s in syncd.cdc_state", self.name)
+
+    # --------------------------------------------------------------------------------- reconcile
+    async def reconcile(self) -> ReconcileResult:
+        """Compare ids and write dates of Odoo and the mirror, chunk by chunk of ids: mark deleted
+        records, re-read records that are missing or differ (a late commit, a revived record)."""
+        if self.table is None:
+            await self.prepare()
+        table = self.table
+        assert table is not None
+        result = ReconcileResult(self.name)
+        low = 0
+        while True:
+            odoo_rows = await self.odoo.search_read(
+                self.name, [("id", ">", low)], ["write_date"], limit=RECONCILE_CHUNK, order="id asc",
+                context=ALL_RECORDS,
+            )  # fmt: skip
+            full = len(odoo_rows) == RECONCILE_CHUNK
+            high = int(odoo_rows[-1]["id"]) if full else 2**63 - 1
+            odoo_dates = {int(r["id"]): r["write_date"] for r in odoo_rows}
+            async with self.pool.acquire() as conn:
+                with db.translate_errors(f"reconciling {self.name}"):
+                    mirror = {
+                        r["id"]: r["write_date"] for r in await conn.fetch(table.live_ids_sql(), low, high)
+                    }
+            gone = sorted(set(mirror) - set(odoo_dates))
+            stale = sorted(i for i, wd in odoo_dates.items() if mirror.get(i) != wd)
+            result.checked += len(odoo_dates)
+            result.marked_deleted += await self._mark_deleted(table, gone)
+            result.refreshed += await self._refresh(table, stale)
+            if not full:
+                break
+            low = high
+        if not self.dry_run:
+            async with db.transaction(self.pool, "cdc state") as conn:
+                await conn.execute(db.queries["cdc_state_reconciled"], self.name)
+                await conn.execute(db.queries["cdc_state_add_rows"], self.name, result.marked_deleted)
+        if result.marked_deleted or result.refreshed:
+            log.info(
+                "reconciled %s: %d records checked, %d marked deleted, %d re-read",
+                self.name, result.checked, result.marked_deleted, result.refreshed, extra={"model": self.name},
+            )  # fmt: skip
+        return result
+
+    async def _mark_deleted(self, table: MirrorTable, ids: list[int]) -> int:
+        if not ids or self.dry_run:
+            return 0
+        async with db.transaction(self.pool, f"marking deleted {self.name}") as conn:
+            status = await conn.execute(table.mark_deleted_sql(), ids)
+        count = int(status.rsplit(" ", 1)[-1])
+        metrics.CDC_RECORDS.labels(model=self.name).inc(count)
+        return count
+
+    async def _refresh(self, table: MirrorTable, ids: list[int]) -> int:
+        written = 0
+        for start in range(0, len(ids), READ_CHUNK):
+            rows = await self.odoo.read(self.name, ids[start : start + READ_CHUNK], table.read_fields)
+            if self.dry_run or not rows:
+                continue
+            converted = [table.to_row(r, self._converters) for r in rows]
+            async with db.transaction(self.pool, f"mirroring {self.name}") as conn:
+                n = await self._upsert(conn, converted)
+                await conn.execute(db.queries["cdc_state_add_rows"], self.name, n)
+            metrics.CDC_RECORDS.labels(model=self.name).inc(n)
+            written += n
+        return written
+
+
+class _Progress:
+    """Backfill progress lines: rows done, rate, and an estimate of what is left."""
+
+    def __init__(self, poller: ModelPoller, cursor: Cursor) -> None:
+        self.poller = poller
+        self.cursor = cursor
+        self.total: int | None = None
+        self.done = 0
+        self.started = time.monotonic()
+        self.last_line = self.started
+
+    async def start(self) -> None:
+        domain: list[Any] = (
+            [] if self.cursor.second is None else [("write_date", ">=", odoo_datetime(self.cursor.second))]
+        )
+        self.total = await self.poller.odoo.search_count(self.poller.name, domain, context=ALL_RECORDS)
+        resumed = " (resuming)" if self.cursor.second is not None else ""
+        log.info("backfill of %s%s: about %d records to read", self.poller.name, resumed, self.total,
+                 extra={"model": self.poller.name})  # fmt: skip
+
+    def page(self, rows: int) -> None:
+        self.done += rows
+        now = time.monotonic()
+        if now - self.last_line >= PROGRESS_EVERY:
+            self.last_line = now
+            rate = self.done / max(now - self.started, 1e-9)
+            left = max((self.total or 0) - self.done, 0)
+            log.info(
+                "backfill of %s: %d of ~%d records, %.0f records/s, ~%.0f s left",
+                self.poller.name, self.done, self.total or 0, rate, left / rate if rate else 0.0,
+                extra={"model": self.poller.name},
+            )  # fmt: skip
+
+    def finish(self) -> None:
+        elapsed = time.monotonic() - self.started
+        log.info("backfill of %s done: %d records in %.1f s", self.poller.name, self.done, elapsed,
+                 extra={"model": self.poller.name})  # fmt: skip
