@@ -1,8 +1,8 @@
 """``syncd demo``: everything embedded — a throw-away PostgreSQL and the fake Odoo with demo data.
 
-This version shows the foundation at work: the schema migrated into a fresh PostgreSQL, the Odoo
-client reading the fake Odoo over JSON-2, and an outbox event written with ``syncd.enqueue``. The
-CDC poller and the outbox consumer join the demo when they land.
+It mirrors res.partner from the fake Odoo into ``odoo.res_partner``, changes a partner in Odoo and
+shows the next poll pick it up, and writes an outbox event with ``syncd.enqueue`` (delivered once
+the outbox consumer lands).
 """
 
 from __future__ import annotations
@@ -11,13 +11,15 @@ import asyncio
 import contextlib
 import signal
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from pydantic import SecretStr
 
 from syncd import db, migrate
-from syncd.config import DatabaseSettings, OdooSettings
+from syncd.cdc.poller import ModelPoller
+from syncd.config import CdcSettings, DatabaseSettings, ModelSettings, OdooSettings
 from syncd.embedded import EmbeddedPostgres
 from syncd.odoo import OdooClient
 from syncd.testing import FakeOdoo, FakeOdooServer
@@ -47,21 +49,7 @@ async def run_demo(out: TextIO, seconds: float | None = None) -> int:
                     say(f"  fake Odoo 19 ready: {odoo.url} (database odoo, login admin/admin, API key admin)")
                     settings = OdooSettings(url=odoo.url, api_key=SecretStr("admin"))
                     async with OdooClient(settings) as client:
-                        total = await client.search_count("res.partner", [], context={"active_test": False})
-                        rows = await client.search_read(
-                            "res.partner",
-                            [("is_company", "=", True)],
-                            ["name", "write_date"],
-                            limit=3,
-                            order="id",
-                        )
-                        say(
-                            f"\nOdoo → PostgreSQL: Odoo holds {total} partners (protocol {client.protocol}), e.g.:"
-                        )
-                        for r in rows:
-                            say(f"    {r['id']:>4}  {r['name']:<30} written {r['write_date']}")
-                        say("    (the CDC mirror of these into odoo.res_partner arrives with the CDC poller)")
-
+                        await _mirror(client, dsn, odoo.fake, say)
                     event = await conn.fetchval(
                         "select syncd.enqueue('res.partner', 'upsert', 'demo-customer-1', $1::jsonb)",
                         {"name": "Ada Lovelace", "email": "ada@example.com"},
@@ -92,3 +80,22 @@ def _stop_event() -> asyncio.Event:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+async def _mirror(client: OdooClient, dsn: str, fake: FakeOdoo, say: Callable[[str], None]) -> None:
+    """Odoo → PostgreSQL: a first sync of res.partner, then one change in Odoo and the next poll."""
+    model = ModelSettings(model="res.partner", fields=["name", "email", "parent_id", "active"])
+    pool = await db.create_pool(dsn, DatabaseSettings(pool_min_size=1, pool_max_size=2))
+    try:
+        poller = ModelPoller(model, CdcSettings(), "odoo", client, pool)
+        first = await poller.poll()
+        say(f"\nOdoo → PostgreSQL: mirrored {first.rows_written} partners into odoo.res_partner")
+        fake.write("res.partner", [3], {"email": "mitchell.admin@example.com"})
+        again = await poller.poll()
+        row = await pool.fetchrow("select id, name, email from odoo.res_partner where id = 3")
+        say(
+            f"    changed partner 3 in Odoo; the next poll read {again.rows_read} and wrote {again.rows_written}:"
+        )
+        say(f"    odoo.res_partner id={row['id']} name={row['name']!r} email={row['email']!r}")
+    finally:
+        await pool.close()

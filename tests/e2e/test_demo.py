@@ -16,7 +16,8 @@ def test_demo_runs_and_cleans_up() -> None:
     assert r.code == 0, r.err
     assert "PostgreSQL ready" in r.out
     assert "fake Odoo 19 ready" in r.out
-    assert "Odoo holds 42 partners" in r.out
+    assert "mirrored 42 partners into odoo.res_partner" in r.out
+    assert "email='mitchell.admin@example.com'" in r.out
     assert "queued outbox event 1" in r.out
     assert r.out.rstrip().endswith("stopping ...")
 
