@@ -93,6 +93,7 @@ async def _mirror(client: OdooClient, dsn: str, fake: FakeOdoo, say: Callable[[s
         fake.write("res.partner", [3], {"email": "mitchell.admin@example.com"})
         again = await poller.poll()
         row = await pool.fetchrow("select id, name, email from odoo.res_partner where id = 3")
+        assert row is not None
         say(
             f"    changed partner 3 in Odoo; the next poll read {again.rows_read} and wrote {again.rows_written}:"
         )
