@@ -98,8 +98,9 @@ class ModelPoller:
             self.table = table
             self._upsert_sql = table.upsert_sql()
             self._converters = table.converters()
-        async with db.transaction(self.pool, "cdc state") as conn:
-            await conn.execute(db.queries["cdc_state_ensure"], self.name)
+        if not self.dry_run:
+            async with db.transaction(self.pool, "cdc state") as conn:
+                await conn.execute(db.queries["cdc_state_ensure"], self.name)
         return table
 
     async def _ensure_table(self, table: MirrorTable) -> None:
@@ -187,12 +188,13 @@ class ModelPoller:
         status = await conn.execute(self._upsert_sql, *(list(column) for column in zip(*rows, strict=True)))
         return int(status.rsplit(" ", 1)[-1])
 
-    async def _load_state(self) -> asyncpg.Record:
+    async def _load_state(self) -> Mapping[str, Any]:
         async with self.pool.acquire() as conn:
             with db.translate_errors("cdc state"):
                 state = await conn.fetchrow(db.queries["cdc_state_get"], self.name)
-        assert state is not None, "prepare() creates the state row"
-        return state
+        if state is None:  # only in a dry run, where prepare() creates nothing
+            return {"cursor_write_date": None, "cursor_id": None, "phase": "backfill"}
+        return dict(state)
 
     async def _succeeded(self, started: float) -> None:
         if not self.dry_run:

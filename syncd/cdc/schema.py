@@ -16,6 +16,7 @@ from typing import Any
 
 from syncd.config import ModelSettings
 from syncd.db import quote_ident
+from syncd.errors import SyncdError
 
 #: Odoo field type → PostgreSQL column type.
 PG_TYPES: dict[str, str] = {
@@ -50,8 +51,9 @@ SYSTEM_COLUMNS: tuple[tuple[str, str], ...] = (
 ALWAYS_READ = ("write_date",)
 
 
-class SchemaProblem(ValueError):
-    """A configured field cannot be mirrored: it does not exist, is not stored, or has no mapping."""
+class SchemaProblem(SyncdError, ValueError):
+    """A configured field cannot be mirrored: it does not exist, is not stored, or has no mapping;
+    or a value cannot be read as its field's type."""
 
 
 @dataclass(frozen=True)

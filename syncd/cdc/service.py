@@ -159,10 +159,15 @@ class CdcService:
                     log.info("%s: polling works again", name, extra={"model": name})
                 failures = 0
                 pause = cdc.interval_seconds
-            except SyncdError as e:
+            except Exception as e:
+                # Keep the model's loop alive whatever happens; back off, say it once per episode.
                 failures += 1
                 pause = min(cdc.interval_seconds * 2 ** min(failures, 10), MAX_ERROR_BACKOFF)
-                if failures == 1 or not e.transient:
+                if not isinstance(e, SyncdError):
+                    log.exception(
+                        "%s: unexpected error (retrying in %.0f s)", name, pause, extra={"model": name}
+                    )
+                elif failures == 1 or not e.transient:
                     log.error("%s: %s (retrying in %.0f s)", name, e, pause, extra={"model": name})
                 await poller.record_error(e)
             await _wait_any(stop, lost, seconds=pause)
