@@ -230,6 +230,8 @@ class ModelPoller:
         table = self.table
         assert table is not None
         result = ReconcileResult(self.name)
+        if self.dry_run and not await self._table_exists(table):
+            return result  # nothing mirrored yet, and a dry run creates nothing
         low = 0
         while True:
             odoo_rows = await self.odoo.search_read(
@@ -262,6 +264,11 @@ class ModelPoller:
                 self.name, result.checked, result.marked_deleted, result.refreshed, extra={"model": self.name},
             )  # fmt: skip
         return result
+
+    async def _table_exists(self, table: MirrorTable) -> bool:
+        async with self.pool.acquire() as conn:
+            with db.translate_errors("mirror table"):
+                return bool(await conn.fetch(db.queries["cdc_mirror_columns"], table.schema, table.name))
 
     async def _mark_deleted(self, table: MirrorTable, ids: list[int]) -> int:
         if not ids or self.dry_run:

@@ -199,3 +199,24 @@ async def test_cursor_and_rows_commit_together(r: Rig) -> None:
     assert newest <= state["cursor_write_date"] <= newest + timedelta(seconds=1)
     assert state["rows_mirrored"] == len(await r.mirror())
     assert state["last_success_at"] <= datetime.now(UTC)
+
+
+async def test_metrics_and_backfill_progress(r: Rig, caplog: pytest.LogCaptureFixture) -> None:
+    from prometheus_client import REGISTRY
+
+    def sample(name: str) -> float | None:
+        return REGISTRY.get_sample_value(name, {"model": "res.partner"})
+
+    before = sample("syncd_cdc_records_total") or 0.0
+    caplog.set_level("INFO", logger="syncd.cdc")
+    poller = r.poller()
+    result = await poller.poll()
+    assert sample("syncd_cdc_records_total") == before + result.rows_written
+    last_success = sample("syncd_cdc_last_success_timestamp_seconds")
+    assert last_success is not None and last_success > 0
+    lag = sample("syncd_cdc_lag_seconds")
+    assert lag is not None and 0 <= lag < 60
+    messages = [rec.getMessage() for rec in caplog.records]
+    total = len(await r.mirror())
+    assert f"backfill of res.partner: about {total} records to read" in messages
+    assert any(m.startswith(f"backfill of res.partner done: {total} records") for m in messages)
