@@ -204,7 +204,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not once:
         asyncio.run(daemon.run_forever(settings, migrate_first=migrate_first))
         return EXIT_OK
-    report = asyncio.run(daemon.run_once(settings, dry_run=dry_run, migrate_first=migrate_first))
+    result = asyncio.run(daemon.run_once(settings, dry_run=dry_run, migrate_first=migrate_first))
+    report = result.cdc
     for name, poll in report.polls.items():
         rec = report.reconciles.get(name)
         extra = f", {rec.marked_deleted} marked deleted, {rec.refreshed} re-read" if rec else ""
@@ -213,7 +214,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{name}: skipped (another syncd is polling it)")
     for name, error in report.errors.items():
         print(f"{name}: FAILED: {error}")
-    return EXIT_FAILED if report.errors else EXIT_OK
+    if result.outbox is not None:
+        ob = result.outbox
+        dead = f" (ids {', '.join(map(str, ob.dead_ids[:20]))})" if ob.dead_ids else ""
+        print(f"outbox: {ob.done} delivered, {ob.retried} to retry later, {ob.dead} dead{dead}")
+    return EXIT_FAILED if result.failed else EXIT_OK
 
 
 def cmd_resync(args: argparse.Namespace) -> int:
@@ -291,12 +296,47 @@ async def _status(settings: Settings) -> dict[str, Any]:
     return {"models": models, "outbox": {"events": events, "oldest_pending_age_seconds": oldest}}
 
 
-def cmd_not_yet(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        print(f"syncd {name}: not available in syncd {__version__} yet", file=sys.stderr)
-        return EXIT_USAGE
+def cmd_outbox(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    return asyncio.run(_outbox(settings, args))
 
-    return run
+
+async def _outbox(settings: Settings, args: argparse.Namespace) -> int:
+    async with db.open_dsn(settings.database) as dsn:
+        conn = await db.connect(dsn, settings.database)
+        try:
+            with db.translate_errors("outbox"):
+                if args.outbox_command == "list":
+                    rows = await conn.fetch(db.queries["outbox_list"], args.status, args.limit)
+                    print(
+                        f"{'ID':>8}  {'STATUS':<8} {'OP':<6} {'MODEL':<22} {'TARGET':<24} {'TRIES':>5}  LAST ERROR"
+                    )
+                    for r in rows:
+                        target = r["key"] if r["key"] is not None else f"#{r['odoo_id']}"
+                        error = (r["last_error"] or "").replace("\n", " ")[:80]
+                        print(
+                            f"{r['id']:>8}  {r['status']:<8} {r['op']:<6} {r['model']:<22} {target[:24]:<24} "
+                            f"{r['attempts']:>5}  {error}"
+                        )
+                    return EXIT_OK
+                if args.outbox_command == "retry":
+                    if not args.ids and not args.all_dead:
+                        raise ConfigError("syncd outbox retry: give event ids or --all-dead")
+                    ids = None if args.all_dead else args.ids
+                    done = await conn.fetch(db.queries["outbox_retry"], ids)
+                    print(f"{len(done)} dead events made pending again")
+                    missing = sorted(set(args.ids or []) - {r["id"] for r in done})
+                    if missing:
+                        print(f"not dead (or unknown), left alone: {', '.join(map(str, missing))}")
+                    return EXIT_OK
+                gone = await conn.fetch(db.queries["outbox_discard"], args.ids)
+                print(f"{len(gone)} events discarded")
+                kept = sorted(set(args.ids) - {r["id"] for r in gone})
+                if kept:
+                    print(f"in flight (or unknown), left alone: {', '.join(map(str, kept))}")
+                return EXIT_OK
+        finally:
+            await conn.close()
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -305,7 +345,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "fake-odoo": cmd_fake_odoo,
     "run": cmd_run,
     "status": cmd_status,
-    "outbox": cmd_not_yet("outbox"),
+    "outbox": cmd_outbox,
     "resync": cmd_resync,
     "demo": cmd_demo,
 }

@@ -22,6 +22,7 @@ from syncd.cdc.service import CdcService, OnceReport
 from syncd.config import Settings
 from syncd.errors import SchemaError
 from syncd.odoo import OdooClient
+from syncd.outbox.consumer import DrainReport, OutboxConsumer
 
 log = logging.getLogger("syncd.daemon")
 
@@ -59,11 +60,29 @@ async def open_resources(settings: Settings, *, migrate_first: bool = False) -> 
             await pool.close()
 
 
-async def run_once(settings: Settings, *, dry_run: bool = False, migrate_first: bool = False) -> OnceReport:
-    """One CDC pass over every model until caught up (and a reconciliation), then return."""
+@dataclass
+class OnceResult:
+    cdc: OnceReport
+    outbox: DrainReport | None
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.cdc.errors) or bool(self.outbox and self.outbox.dead)
+
+
+async def run_once(settings: Settings, *, dry_run: bool = False, migrate_first: bool = False) -> OnceResult:
+    """One CDC pass over every model until caught up (and a reconciliation), then drain the outbox
+    until nothing is claimable. A dry run reads and plans but delivers nothing."""
     async with open_resources(settings, migrate_first=migrate_first) as res:
-        cdc = CdcService(settings, res.odoo, res.pool, res.dsn, dry_run=dry_run)
-        return await cdc.run_once()
+        cdc_report = OnceReport()
+        if settings.cdc.enabled:
+            cdc = CdcService(settings, res.odoo, res.pool, res.dsn, dry_run=dry_run)
+            cdc_report = await cdc.run_once()
+        drained = None
+        if settings.outbox.enabled and not dry_run:
+            consumer = OutboxConsumer(settings, res.odoo, res.pool, res.dsn, instance_id(settings))
+            drained = await consumer.drain()
+        return OnceResult(cdc_report, drained)
 
 
 async def run_forever(settings: Settings, *, migrate_first: bool = False) -> None:
@@ -85,6 +104,9 @@ async def run_forever(settings: Settings, *, migrate_first: bool = False) -> Non
         if settings.cdc.enabled and settings.cdc.models:
             cdc = CdcService(settings, res.odoo, res.pool, res.dsn)
             services.append(asyncio.create_task(cdc.run(stop), name="cdc"))
+        if settings.outbox.enabled:
+            consumer = OutboxConsumer(settings, res.odoo, res.pool, res.dsn, instance_id(settings))
+            services.append(asyncio.create_task(consumer.run(stop), name="outbox"))
         log.info("syncd running as %s (%d models)", instance_id(settings), len(settings.cdc.models))
         await stop.wait()
         await asyncio.gather(*services, return_exceptions=True)

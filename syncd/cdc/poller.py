@@ -13,9 +13,10 @@ differs — which also catches a late commit older than the lookback window.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -174,13 +175,21 @@ class ModelPoller:
         if self.dry_run:
             return 0
         converted = [table.to_row(r, self._converters) for r in rows]
-        async with db.transaction(self.pool, f"mirroring {self.name}") as conn:
+        async with self._mirroring() as conn:
             written = await self._upsert(conn, converted)
             await conn.execute(
                 db.queries["cdc_state_advance"], self.name, cursor.second, cursor.drain_id, phase, written
             )
         metrics.CDC_RECORDS.labels(model=self.name).inc(written)
         return written
+
+    @contextlib.asynccontextmanager
+    async def _mirroring(self) -> AsyncIterator[db.Connection]:
+        """A transaction that writes the mirror, marked as syncd's own (``syncd.origin = 'cdc'``) so
+        that users' triggers on mirror tables can tell it apart and not enqueue it back to Odoo."""
+        async with db.transaction(self.pool, f"mirroring {self.name}") as conn:
+            await conn.execute(db.queries["cdc_mark_origin"])
+            yield conn
 
     async def _upsert(self, conn: db.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
         if not rows:
@@ -273,7 +282,7 @@ class ModelPoller:
     async def _mark_deleted(self, table: MirrorTable, ids: list[int]) -> int:
         if not ids or self.dry_run:
             return 0
-        async with db.transaction(self.pool, f"marking deleted {self.name}") as conn:
+        async with self._mirroring() as conn:
             status = await conn.execute(table.mark_deleted_sql(), ids)
         count = int(status.rsplit(" ", 1)[-1])
         metrics.CDC_RECORDS.labels(model=self.name).inc(count)
@@ -286,7 +295,7 @@ class ModelPoller:
             if self.dry_run or not rows:
                 continue
             converted = [table.to_row(r, self._converters) for r in rows]
-            async with db.transaction(self.pool, f"mirroring {self.name}") as conn:
+            async with self._mirroring() as conn:
                 n = await self._upsert(conn, converted)
                 await conn.execute(db.queries["cdc_state_add_rows"], self.name, n)
             metrics.CDC_RECORDS.labels(model=self.name).inc(n)

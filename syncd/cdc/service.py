@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from syncd import db
+from syncd.aio import wait_any
 from syncd.cdc.poller import ModelPoller, PollResult, ReconcileResult
 from syncd.config import Settings
 from syncd.errors import SyncdError
@@ -99,7 +100,7 @@ class CdcService:
                 lock_conn = await db.connect(self.dsn, self.settings.database)
             except SyncdError as e:
                 log.warning("cdc: cannot reach PostgreSQL for leadership (%s); retrying", e)
-                await _wait(stop, interval)
+                await wait_any(stop, seconds=interval)
                 continue
             try:
                 await self._lead(lock_conn, stop)
@@ -129,7 +130,7 @@ class CdcService:
                         tasks[name] = asyncio.create_task(
                             self._poll_loop(name, stop, lost), name=f"cdc {name}"
                         )
-                await _wait_any(stop, lost, seconds=self.settings.cdc.interval_seconds)
+                await wait_any(stop, lost, seconds=self.settings.cdc.interval_seconds)
                 if len(tasks) == len(self.pollers) and not stop.is_set():
                     # Everything is ours; make sure the connection that holds the locks still lives.
                     try:
@@ -170,23 +171,9 @@ class CdcService:
                 elif failures == 1 or not e.transient:
                     log.error("%s: %s (retrying in %.0f s)", name, e, pause, extra={"model": name})
                 await poller.record_error(e)
-            await _wait_any(stop, lost, seconds=pause)
+            await wait_any(stop, lost, seconds=pause)
 
     @staticmethod
     async def _try_lock(conn: asyncpg.Connection, name: str) -> bool:
         with db.translate_errors("taking the model lock"):
             return bool(await conn.fetchval(db.queries["cdc_leader_try_lock"], name))
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    await _wait_any(stop, seconds=seconds)
-
-
-async def _wait_any(*events: asyncio.Event, seconds: float | None = None) -> None:
-    """Until one of ``events`` is set or ``seconds`` pass (the poll interval, or a backoff)."""
-    waiters = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()

@@ -85,3 +85,95 @@ select status, count(*) as n from syncd.outbox group by status;
 -- outbox_oldest_pending_age --
 select coalesce(extract(epoch from now() - min(created_at)), 0)::float8
 from syncd.outbox where status = 'pending';
+
+-- outbox_claim --
+-- One short statement: pick claimable events in id order behind a materialization fence, skip
+-- rows other consumers hold, and lease them. An event waits while an earlier event of the same
+-- record (same model and key, or same model and odoo_id) is unfinished, so a record's events are
+-- applied in id order and never two at once; a dead event does not block.
+with candidates as materialized (
+    select o.id
+    from syncd.outbox o
+    where ((o.status = 'pending' and o.available_at <= now())
+           or (o.status = 'inflight' and o.locked_until < now()))
+      and (o.key is null or not exists (
+            select 1 from syncd.outbox e
+            where e.model = o.model and e.key = o.key and e.id < o.id
+              and e.status in ('pending', 'inflight')))
+      and (o.odoo_id is null or not exists (
+            select 1 from syncd.outbox e
+            where e.model = o.model and e.odoo_id = o.odoo_id and e.id < o.id
+              and e.status in ('pending', 'inflight')))
+    order by o.id
+    limit $1
+    for update of o skip locked
+)
+update syncd.outbox o
+set status = 'inflight', attempts = o.attempts + 1, locked_by = $2,
+    locked_until = now() + make_interval(secs => $3)
+from candidates c
+where o.id = c.id
+returning o.id, o.created_at, o.model, o.op, o.key, o.odoo_id, o.payload, o.attempts;
+
+-- outbox_extend_lease --
+update syncd.outbox set locked_until = now() + make_interval(secs => $3)
+where id = any($1::bigint[]) and status = 'inflight' and locked_by = $2;
+
+-- outbox_mark_done --
+-- Only events this consumer still holds: one whose lease ran out and was claimed again is left
+-- to its new holder.
+update syncd.outbox o
+set status = 'done', done_at = now(), result_id = r.result_id, last_error = null,
+    locked_until = null, locked_by = null
+from unnest($1::bigint[], $2::bigint[]) as r(id, result_id)
+where o.id = r.id and o.status = 'inflight' and o.locked_by = $3
+returning o.id, extract(epoch from o.done_at - o.created_at)::float8 as seconds;
+
+-- outbox_mark_retry --
+update syncd.outbox o
+set status = 'pending', available_at = now() + make_interval(secs => r.delay), last_error = r.error,
+    locked_until = null, locked_by = null
+from unnest($1::bigint[], $2::float8[], $3::text[]) as r(id, delay, error)
+where o.id = r.id and o.status = 'inflight' and o.locked_by = $4;
+
+-- outbox_mark_dead --
+update syncd.outbox o
+set status = 'dead', last_error = r.error, locked_until = null, locked_by = null
+from unnest($1::bigint[], $2::text[]) as r(id, error)
+where o.id = r.id and o.status = 'inflight' and o.locked_by = $3;
+
+-- outbox_release --
+-- Shutdown: give claimed, undelivered events back at once, without counting the attempt.
+update syncd.outbox
+set status = 'pending', attempts = greatest(attempts - 1, 0), locked_until = null, locked_by = null
+where id = any($1::bigint[]) and status = 'inflight' and locked_by = $2;
+
+-- outbox_delete_done --
+-- Housekeeping: done events older than outbox.retention_days, a bounded batch at a time.
+delete from syncd.outbox
+where id in (select id from syncd.outbox
+             where status = 'done' and done_at < now() - make_interval(secs => $1)
+             limit $2);
+
+-- outbox_list --
+select id, created_at, model, op, key, odoo_id, payload, status, attempts, available_at,
+       last_error, done_at, result_id
+from syncd.outbox
+where $1::text is null or status = $1
+order by id desc
+limit $2;
+
+-- outbox_retry --
+-- Operator redrive: dead events (all, or the given ids) become pending again with fresh attempts.
+update syncd.outbox
+set status = 'pending', attempts = 0, available_at = now(), last_error = null
+where status = 'dead' and ($1::bigint[] is null or id = any($1::bigint[]))
+returning id;
+
+-- outbox_discard --
+delete from syncd.outbox where id = any($1::bigint[]) and status <> 'inflight' returning id;
+
+-- cdc_mark_origin --
+-- Transaction-local, so it works through transaction-mode poolers. Users' triggers on mirror
+-- tables skip enqueueing when current_setting('syncd.origin', true) = 'cdc' (no echo loops).
+select set_config('syncd.origin', 'cdc', true);

@@ -1,0 +1,472 @@
+"""The outbox consumer: claim events, apply them to Odoo, record the outcome.
+
+A claim is one short statement that leases a batch (``locked_until``, ``locked_by``); no transaction
+stays open while Odoo is called. Outcomes are written in three set-based statements (done, retry,
+dead) that only touch events this consumer still holds, so an event whose lease ran out and was
+claimed by another consumer is left to it. Wake-up is a LISTEN on ``syncd_outbox`` (one NOTIFY per
+producer transaction) with polling as the fallback; behind a transaction-mode pooler set
+``outbox.listen = false`` and polling alone delivers.
+
+Delivery: upserts are grouped per model and field set into one ``load()`` with stable external ids,
+and rows that ``load()`` reports as bad are split off so the good ones still land; writes go by
+``odoo_id``; deletes by key (through the external id) or ``odoo_id`` — already gone counts as done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import asyncpg
+
+from syncd import db, metrics
+from syncd.aio import wait_any
+from syncd.config import Settings
+from syncd.errors import (
+    OdooError,
+    OdooMissingError,
+    OdooPermanentError,
+    OdooTransientError,
+    SyncdError,
+)
+from syncd.odoo import OdooClient
+from syncd.outbox import convert, xmlid
+from syncd.outbox.policy import RetryStrategy
+
+log = logging.getLogger("syncd.outbox")
+
+#: fields_get answers are reused this long (a field added in Odoo shows up after it).
+FIELDS_TTL_SECONDS = 300.0
+#: Upper bound of the consumer's own pause after batches that failed transiently as a whole.
+MAX_CONSUMER_BACKOFF = 30.0
+#: Seconds between housekeeping rounds (retention, gauges).
+HOUSEKEEPING_EVERY = 30.0
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    created_at: Any
+    model: str
+    op: Literal["upsert", "write", "delete"]
+    key: str | None
+    odoo_id: int | None
+    payload: dict[str, Any]
+    attempts: int
+
+    @classmethod
+    def from_record(cls, r: asyncpg.Record) -> Event:
+        return cls(
+            r["id"], r["created_at"], r["model"], r["op"], r["key"], r["odoo_id"], r["payload"], r["attempts"]
+        )
+
+
+@dataclass
+class Outcome:
+    event: Event
+    status: Literal["done", "retry", "dead"]
+    result_id: int | None = None
+    error: str | None = None
+    transient: bool = False
+
+
+@dataclass
+class DrainReport:
+    """What ``syncd --once`` did with the outbox."""
+
+    done: int = 0
+    dead: int = 0
+    retried: int = 0
+    dead_ids: list[int] = field(default_factory=list)
+
+
+class OutboxConsumer:
+    """The PostgreSQL → Odoo direction of the daemon."""
+
+    def __init__(
+        self, settings: Settings, odoo: OdooClient, pool: asyncpg.Pool, dsn: str, instance: str
+    ) -> None:
+        self.settings = settings
+        self.cfg = settings.outbox
+        self.odoo = odoo
+        self.pool = pool
+        self.dsn = dsn
+        self.instance = instance
+        self.strategy = RetryStrategy.from_settings(self.cfg)
+        self.delete_modes = {m.model: m.delete_mode for m in settings.cdc.models}
+        self._fields: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
+        self._wake = asyncio.Event()
+        self._pause = 0.0
+        self._held: set[int] = set()
+        #: Test signal: called with the outcomes of every batch once they are recorded.
+        self.on_recorded: Callable[[list[Outcome]], None] | None = None
+
+    # ---------------------------------------------------------------------------------- running
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and deliver until ``stop``; in-flight batches finish, claimed-but-unstarted ones are
+        given back."""
+        listener = await self._listen() if self.cfg.listen else None
+        slots = asyncio.Semaphore(self.cfg.concurrency)
+        running: set[asyncio.Task[None]] = set()
+        housekeeping = asyncio.create_task(self._housekeeping(stop), name="outbox housekeeping")
+        try:
+            while not stop.is_set():
+                if self._pause:
+                    await wait_any(stop, seconds=self._pause)
+                    if stop.is_set():
+                        break
+                await slots.acquire()
+                self._wake.clear()
+                try:
+                    events = await self.claim()
+                except SyncdError as e:
+                    slots.release()
+                    log.warning("outbox: claim failed (%s); retrying", e)
+                    await wait_any(stop, seconds=self.cfg.poll_interval_seconds)
+                    continue
+                if not events:
+                    slots.release()
+                    await wait_any(stop, self._wake, seconds=self.cfg.poll_interval_seconds)
+                    continue
+                task = asyncio.create_task(self._process(events, slots), name="outbox batch")
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            if running:
+                await asyncio.wait(running, timeout=self.settings.daemon.shutdown_grace_seconds)
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            housekeeping.cancel()
+            await asyncio.gather(housekeeping, return_exceptions=True)
+            await self._give_back()
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await listener.close()
+
+    async def drain(self) -> DrainReport:
+        """``--once``: deliver until nothing is claimable right now (retries scheduled later wait)."""
+        report = DrainReport()
+        tried: set[int] = set()
+        while True:
+            events = await self.claim()
+            # Each event is tried once per run: one that failed and is due again already (a short
+            # backoff) is given back for the next run instead of burning its attempts now.
+            again = [e.id for e in events if e.id in tried]
+            if again:
+                await self._release(again)
+                events = [e for e in events if e.id not in tried]
+            if not events:
+                return report
+            tried.update(e.id for e in events)
+            for o in await self._deliver_and_record(events):
+                if o.status == "done":
+                    report.done += 1
+                elif o.status == "dead":
+                    report.dead += 1
+                    report.dead_ids.append(o.event.id)
+                else:
+                    report.retried += 1
+
+    async def _process(self, events: list[Event], slots: asyncio.Semaphore) -> None:
+        try:
+            await self._deliver_and_record(events)
+        except Exception:
+            log.exception("outbox: a batch failed unexpectedly; its events return when their lease ends")
+        finally:
+            slots.release()
+
+    async def _listen(self) -> asyncpg.Connection | None:
+        try:
+            conn = await db.connect(self.dsn, self.settings.database)
+            await conn.add_listener("syncd_outbox", lambda *_: self._wake.set())
+        except SyncdError as e:
+            log.warning(
+                "outbox: LISTEN unavailable (%s); polling every %ss", e, self.cfg.poll_interval_seconds
+            )
+            return None
+        return conn
+
+    # ------------------------------------------------------------------------------------ claim
+    async def claim(self) -> list[Event]:
+        async with self.pool.acquire() as conn:
+            with db.translate_errors("claiming outbox events"):
+                rows = await conn.fetch(
+                    db.queries["outbox_claim"], self.cfg.batch_size, self.instance, self.cfg.lease_seconds
+                )
+        events = sorted((Event.from_record(r) for r in rows), key=lambda e: e.id)
+        self._held.update(e.id for e in events)
+        return events
+
+    async def _give_back(self) -> None:
+        held, self._held = sorted(self._held), set()
+        await self._release(held)
+
+    async def _release(self, ids: list[int]) -> None:
+        """Give claimed events back at once, without counting the attempt."""
+        if not ids:
+            return
+        self._held.difference_update(ids)
+        try:
+            async with db.transaction(self.pool, "giving back outbox events") as conn:
+                await conn.execute(db.queries["outbox_release"], ids, self.instance)
+        except SyncdError as e:
+            log.warning("outbox: could not give back %d events (%s); their lease will expire", len(ids), e)
+
+    # ---------------------------------------------------------------------------------- deliver
+    async def _deliver_and_record(self, events: list[Event]) -> list[Outcome]:
+        heartbeat = asyncio.create_task(self._keep_leases([e.id for e in events]), name="outbox lease")
+        try:
+            outcomes = await self.deliver(events)
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+        await self._record(outcomes)
+        self._held.difference_update(e.id for e in events)
+        if self.on_recorded is not None:
+            self.on_recorded(outcomes)
+        failed_transiently = [o for o in outcomes if o.status == "retry"]
+        if failed_transiently and len(failed_transiently) == len(outcomes):
+            self._pause = min(max(self._pause * 2, self.cfg.poll_interval_seconds), MAX_CONSUMER_BACKOFF)
+            log.warning(
+                "outbox: Odoo failed a whole batch (%s); pausing %.1f s",
+                failed_transiently[0].error,
+                self._pause,
+            )
+        else:
+            self._pause = 0.0
+        return outcomes
+
+    async def _keep_leases(self, ids: list[int]) -> None:
+        """Extend the lease while a slow batch is being delivered, so that no other consumer takes
+        these events over while this one still works on them."""
+        while True:
+            await asyncio.sleep(self.cfg.lease_seconds / 3)
+            try:
+                async with db.transaction(self.pool, "extending outbox leases") as conn:
+                    await conn.execute(
+                        db.queries["outbox_extend_lease"], ids, self.instance, self.cfg.lease_seconds
+                    )
+            except SyncdError as e:
+                log.warning("outbox: could not extend the lease of %d events: %s", len(ids), e)
+
+    async def deliver(self, events: Sequence[Event]) -> list[Outcome]:
+        """Apply ``events`` to Odoo; never raises for a failure of Odoo or of an event."""
+        outcomes: list[Outcome] = []
+        by_model: dict[str, list[Event]] = defaultdict(list)
+        for e in events:
+            by_model[e.model].append(e)
+        for model, model_events in by_model.items():
+            try:
+                fields = await self._fields_of(model)
+            except OdooError as err:
+                outcomes += [_failed(e, err) for e in model_events]
+                continue
+            upserts = [e for e in model_events if e.op == "upsert"]
+            others = [e for e in model_events if e.op != "upsert"]
+            outcomes += await self._upserts(model, upserts, fields)
+            results = await asyncio.gather(*(self._one(e, fields) for e in others))
+            outcomes += results
+        return outcomes
+
+    async def _fields_of(self, model: str) -> dict[str, dict[str, Any]]:
+        cached = self._fields.get(model)
+        if cached is not None and time.monotonic() - cached[0] < FIELDS_TTL_SECONDS:
+            return cached[1]
+        fields = await self.odoo.fields_get(
+            model, attributes=["type", "store", "readonly", "relation", "selection", "required"]
+        )
+        self._fields[model] = (time.monotonic(), fields)
+        return fields
+
+    async def _upserts(self, model: str, events: list[Event], fields: convert.Fields) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        groups: dict[tuple[str, ...], list[tuple[Event, list[str]]]] = defaultdict(list)
+        for e in events:
+            try:
+                names = tuple(sorted(e.payload))
+                cells = [convert.load_cell(model, n, e.payload[n], fields) for n in names]
+            except convert.PayloadError as err:
+                outcomes.append(Outcome(e, "dead", error=str(err)))
+                continue
+            groups[names].append((e, cells))
+        for names, rows in groups.items():
+            header = ["id", *(convert.load_header(n, fields) for n in names)]
+            outcomes += await self._load(model, header, rows)
+        return outcomes
+
+    async def _load(
+        self, model: str, header: list[str], rows: list[tuple[Event, list[str]]]
+    ) -> list[Outcome]:
+        """One ``load()``; on in-band row errors the bad rows are split off (by the rows Odoo names,
+        else by halving) so that the good rows still land."""
+        module = self.cfg.xmlid_module
+        data = [[xmlid.external_id(module, model, e.key or ""), *cells] for e, cells in rows]
+        try:
+            result = await self.odoo.load(model, header, data, context=convert.LOAD_CONTEXT)
+        except OdooTransientError as err:
+            return [_failed(e, err) for e, _ in rows]
+        except OdooPermanentError as err:
+            if len(rows) == 1:
+                return [_failed(rows[0][0], err)]
+            return await self._split(model, header, rows, set())
+        if result.ok and result.ids is not None:
+            return [Outcome(e, "done", result_id=rid) for (e, _), rid in zip(rows, result.ids, strict=True)]
+        if len(rows) == 1:
+            return [Outcome(rows[0][0], "dead", error=_load_error(result.errors or result.messages))]
+        bad: set[int] = set()
+        for message in result.errors:
+            span = message.get("rows") or {}
+            if isinstance(span.get("from"), int) and isinstance(span.get("to"), int):
+                bad.update(range(span["from"], span["to"] + 1))
+        return await self._split(model, header, rows, bad, result.errors)
+
+    async def _split(
+        self,
+        model: str,
+        header: list[str],
+        rows: list[tuple[Event, list[str]]],
+        bad: set[int],
+        messages: Iterable[dict[str, Any]] = (),
+    ) -> list[Outcome]:
+        named = [rows[i] for i in sorted(bad) if 0 <= i < len(rows)]
+        if named and len(named) < len(rows):
+            rest = [r for i, r in enumerate(rows) if i not in bad]
+            # The named rows are tried alone: each gets its own error (or lands, if it failed only
+            # because of a neighbour).
+            outcomes = [o for r in named for o in await self._load(model, header, [r])]
+            return outcomes + await self._load(model, header, rest)
+        half = len(rows) // 2
+        return await self._load(model, header, rows[:half]) + await self._load(model, header, rows[half:])
+
+    async def _one(self, e: Event, fields: convert.Fields) -> Outcome:
+        try:
+            if e.op == "write":
+                assert e.odoo_id is not None
+                vals = {n: convert.write_value(e.model, n, v, fields) for n, v in e.payload.items()}
+                await self.odoo.write(e.model, [e.odoo_id], vals)
+                return Outcome(e, "done", result_id=e.odoo_id)
+            return await self._delete(e)
+        except convert.PayloadError as err:
+            return Outcome(e, "dead", error=str(err))
+        except OdooError as err:
+            return _failed(e, err)
+
+    async def _delete(self, e: Event) -> Outcome:
+        target = e.odoo_id
+        if e.key is not None:
+            ref = await self.odoo.check_object_reference(
+                self.cfg.xmlid_module, xmlid.external_name(e.model, e.key)
+            )
+            if ref is None:
+                return Outcome(e, "done")  # never created, or already deleted
+            target = ref[1]
+        assert target is not None
+        try:
+            if self.delete_modes.get(e.model) == "archive":
+                await self.odoo.call(e.model, "action_archive", ids=[target])
+            else:
+                await self.odoo.unlink(e.model, [target])
+        except OdooMissingError:
+            return Outcome(e, "done", result_id=target)  # already gone: deleting it again succeeds
+        return Outcome(e, "done", result_id=target)
+
+    # ----------------------------------------------------------------------------------- record
+    async def _record(self, outcomes: list[Outcome]) -> None:
+        done = [o for o in outcomes if o.status == "done"]
+        dead = [o for o in outcomes if o.status == "dead"]
+        retry: list[tuple[Outcome, float]] = []
+        for o in outcomes:
+            if o.status != "retry":
+                continue
+            decision = self.strategy.decide(attempts=o.event.attempts, transient=True)
+            if decision.dead:
+                o.status = "dead"
+                o.error = f"gave up after {o.event.attempts} attempts: {o.error}"
+                dead.append(o)
+            else:
+                retry.append((o, decision.delay_seconds))
+        async with db.transaction(self.pool, "recording outbox outcomes") as conn:
+            if done:
+                finished = await conn.fetch(
+                    db.queries["outbox_mark_done"],
+                    [o.event.id for o in done], [o.result_id for o in done], self.instance,
+                )  # fmt: skip
+                for r in finished:
+                    metrics.OUTBOX_DELIVERY_SECONDS.observe(max(0.0, r["seconds"]))
+            if retry:
+                await conn.execute(
+                    db.queries["outbox_mark_retry"],
+                    [o.event.id for o, _ in retry], [d for _, d in retry], [o.error or "" for o, _ in retry],
+                    self.instance,
+                )  # fmt: skip
+            if dead:
+                await conn.execute(
+                    db.queries["outbox_mark_dead"],
+                    [o.event.id for o in dead],
+                    [o.error or "" for o in dead],
+                    self.instance,
+                )
+        for o in done:
+            metrics.OUTBOX_DELIVERED.labels(model=o.event.model, op=o.event.op).inc()
+        for o, _delay in retry:
+            metrics.OUTBOX_FAILURES.labels(model=o.event.model, kind="transient").inc()
+        for o in dead:
+            metrics.OUTBOX_FAILURES.labels(
+                model=o.event.model, kind="transient" if o.transient else "permanent"
+            ).inc()
+            log.warning("outbox event %d (%s %s) is dead: %s", o.event.id, o.event.op, o.event.model, o.error,
+                        extra={"event_id": o.event.id, "model": o.event.model})  # fmt: skip
+
+    # ------------------------------------------------------------------------------ housekeeping
+    async def _housekeeping(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.housekeep()
+            except SyncdError as e:
+                log.warning("outbox housekeeping failed: %s", e)
+            await wait_any(stop, seconds=HOUSEKEEPING_EVERY)
+
+    async def housekeep(self) -> int:
+        """Delete done events past retention; refresh the outbox gauges. Returns rows deleted."""
+        deleted = 0
+        async with self.pool.acquire() as conn:
+            with db.translate_errors("outbox housekeeping"):
+                while True:
+                    status = await conn.execute(
+                        db.queries["outbox_delete_done"], self.cfg.retention_days * 86400.0, 10_000
+                    )
+                    n = int(status.rsplit(" ", 1)[-1])
+                    deleted += n
+                    if n < 10_000:
+                        break
+                counts = {r["status"]: r["n"] for r in await conn.fetch(db.queries["outbox_status_counts"])}
+                oldest = await conn.fetchval(db.queries["outbox_oldest_pending_age"])
+        for s in ("pending", "inflight", "done", "dead"):
+            metrics.OUTBOX_EVENTS.labels(status=s).set(counts.get(s, 0))
+        metrics.OUTBOX_OLDEST_PENDING_AGE.set(oldest or 0.0)
+        return deleted
+
+
+def _failed(e: Event, err: OdooError) -> Outcome:
+    if err.transient:
+        return Outcome(e, "retry", error=str(err), transient=True)
+    return Outcome(e, "dead", error=str(err))
+
+
+def _load_error(messages: Sequence[Mapping[str, Any]]) -> str:
+    parts = []
+    for m in messages[:3]:
+        where = f"field {m['field']!r}: " if m.get("field") else ""
+        parts.append(f"{where}{m.get('message', m)}")
+    return (
+        "Odoo rejected the values: " + "; ".join(parts)
+        if parts
+        else "Odoo rejected the row without saying why"
+    )
