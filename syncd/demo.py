@@ -1,8 +1,8 @@
 """``syncd demo``: everything embedded — a throw-away PostgreSQL and the fake Odoo with demo data.
 
 It mirrors res.partner from the fake Odoo into ``odoo.res_partner``, changes a partner in Odoo and
-shows the next poll pick it up, and writes an outbox event with ``syncd.enqueue`` (delivered once
-the outbox consumer lands).
+shows the next poll pick it up, then writes an outbox event with ``syncd.enqueue`` and delivers it
+to Odoo.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from pydantic import SecretStr
 
 from syncd import db, migrate
 from syncd.cdc.poller import ModelPoller
-from syncd.config import CdcSettings, DatabaseSettings, ModelSettings, OdooSettings
+from syncd.config import CdcSettings, DatabaseSettings, ModelSettings, OdooSettings, Settings
 from syncd.embedded import EmbeddedPostgres
 from syncd.odoo import OdooClient
+from syncd.outbox.consumer import OutboxConsumer
 from syncd.testing import FakeOdoo, FakeOdooServer
 
 
@@ -57,7 +58,8 @@ async def run_demo(out: TextIO, seconds: float | None = None) -> int:
                     say(f"\nPostgreSQL → Odoo: queued outbox event {event} with syncd.enqueue(...):")
                     say("    select syncd.enqueue('res.partner', 'upsert', 'demo-customer-1',")
                     say('                         \'{"name": "Ada Lovelace", "email": "ada@example.com"}\');')
-                    say("    (its delivery to Odoo arrives with the outbox consumer)")
+                    async with OdooClient(settings) as client:
+                        await _deliver(client, dsn, odoo.fake, say)
                     say(f"\nLook around:  psql '{dsn}' -c 'table syncd.outbox'")
                     say(
                         '              syncd check  (with [odoo] url = the fake Odoo above, api_key = "admin")'
@@ -98,5 +100,20 @@ async def _mirror(client: OdooClient, dsn: str, fake: FakeOdoo, say: Callable[[s
             f"    changed partner 3 in Odoo; the next poll read {again.rows_read} and wrote {again.rows_written}:"
         )
         say(f"    odoo.res_partner id={row['id']} name={row['name']!r} email={row['email']!r}")
+    finally:
+        await pool.close()
+
+
+async def _deliver(client: OdooClient, dsn: str, fake: FakeOdoo, say: Callable[[str], None]) -> None:
+    """PostgreSQL → Odoo: drain the outbox once and show the record Odoo now holds."""
+    pool = await db.create_pool(dsn, DatabaseSettings(pool_min_size=1, pool_max_size=2))
+    try:
+        consumer = OutboxConsumer(Settings(), client, pool, dsn, "demo")
+        report = await consumer.drain()
+        row = await pool.fetchrow("select status, result_id from syncd.outbox order by id desc limit 1")
+        assert row is not None
+        partner = fake.records("res.partner").get(row["result_id"] or 0, {})
+        say(f"    delivered {report.done}: event {row['status']}, Odoo created res.partner {row['result_id']}"
+            f" named {partner.get('name')!r} (external id syncd.res_partner__k_demo-customer-1)")  # fmt: skip
     finally:
         await pool.close()

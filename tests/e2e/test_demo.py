@@ -19,6 +19,7 @@ def test_demo_runs_and_cleans_up() -> None:
     assert "mirrored 42 partners into odoo.res_partner" in r.out
     assert "email='mitchell.admin@example.com'" in r.out
     assert "queued outbox event 1" in r.out
+    assert "delivered 1: event done" in r.out
     assert r.out.rstrip().endswith("stopping ...")
 
 
