@@ -104,6 +104,7 @@ class OutboxConsumer:
         self._wake = asyncio.Event()
         self._pause = 0.0
         self._held: set[int] = set()
+        self._listen_failed = False
         #: Test signal: called with the outcomes of every batch once they are recorded.
         self.on_recorded: Callable[[list[Outcome]], None] | None = None
 
@@ -121,6 +122,10 @@ class OutboxConsumer:
                     await wait_any(stop, seconds=self._pause)
                     if stop.is_set():
                         break
+                if self.cfg.listen and (listener is None or listener.is_closed()):
+                    # (Re)connect the LISTEN connection, e.g. after PostgreSQL restarted; until then
+                    # polling carries on alone.
+                    listener = await self._listen()
                 await slots.acquire()
                 self._wake.clear()
                 try:
@@ -185,12 +190,19 @@ class OutboxConsumer:
     async def _listen(self) -> asyncpg.Connection | None:
         try:
             conn = await db.connect(self.dsn, self.settings.database)
-            await conn.add_listener("syncd_outbox", lambda *_: self._wake.set())
+            with db.translate_errors("LISTEN syncd_outbox"):
+                await conn.add_listener("syncd_outbox", lambda *_: self._wake.set())
         except SyncdError as e:
-            log.warning(
-                "outbox: LISTEN unavailable (%s); polling every %ss", e, self.cfg.poll_interval_seconds
-            )
+            if not self._listen_failed:
+                log.warning(
+                    "outbox: LISTEN unavailable (%s); polling every %ss", e, self.cfg.poll_interval_seconds
+                )
+            self._listen_failed = True
             return None
+        if self._listen_failed:
+            log.info("outbox: LISTEN works again")
+        self._listen_failed = False
+        self._wake.set()  # events may have arrived while nobody listened
         return conn
 
     # ------------------------------------------------------------------------------------ claim
