@@ -55,7 +55,7 @@ class Cursor:
             return [], ORDER_BY_WRITE_DATE
         stamp = odoo_datetime(self.second)
         if self.drain_id is not None:
-            return [("write_date", "=", stamp), ("id", ">", self.drain_id)], ORDER_BY_WRITE_DATE
+            return [("write_date", "=", stamp), ("id", ">", self.drain_id)], ORDER_BY_ID
         return [("write_date", ">=", stamp)], ORDER_BY_WRITE_DATE
 
     def rewound(self, lookback: timedelta) -> Cursor:
