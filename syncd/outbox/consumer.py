@@ -182,6 +182,9 @@ class OutboxConsumer:
     async def _process(self, events: list[Event], slots: asyncio.Semaphore) -> None:
         try:
             await self._deliver_and_record(events)
+        except SyncdError as e:  # e.g. PostgreSQL went away while recording the outcomes
+            log.warning("outbox: could not finish a batch of %d events (%s); they return when their lease ends",
+                        len(events), e)  # fmt: skip
         except Exception:
             log.exception("outbox: a batch failed unexpectedly; its events return when their lease ends")
         finally:
