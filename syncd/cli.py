@@ -202,8 +202,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if dry_run and not once:
         raise ConfigError("--dry-run goes with --once")
     if not once:
-        asyncio.run(daemon.run_forever(settings, migrate_first=migrate_first))
-        return EXIT_OK
+        clean = asyncio.run(daemon.run_forever(settings, migrate_first=migrate_first))
+        return EXIT_OK if clean else EXIT_FAILED
     result = asyncio.run(daemon.run_once(settings, dry_run=dry_run, migrate_first=migrate_first))
     report = result.cdc
     for name, poll in report.polls.items():

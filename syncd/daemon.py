@@ -85,8 +85,11 @@ async def run_once(settings: Settings, *, dry_run: bool = False, migrate_first: 
         return OnceResult(cdc_report, drained)
 
 
-async def run_forever(settings: Settings, *, migrate_first: bool = False) -> None:
-    """The daemon: the services until the first SIGTERM/SIGINT (a second one exits at once)."""
+async def run_forever(settings: Settings, *, migrate_first: bool = False) -> bool:
+    """The daemon: the services until the first SIGTERM/SIGINT (a second one exits at once).
+
+    Returns False when a service died on its own (the process should exit non-zero, so that
+    systemd or Kubernetes restarts it) rather than being stopped."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -108,6 +111,15 @@ async def run_forever(settings: Settings, *, migrate_first: bool = False) -> Non
             consumer = OutboxConsumer(settings, res.odoo, res.pool, res.dsn, instance_id(settings))
             services.append(asyncio.create_task(consumer.run(stop), name="outbox"))
         log.info("syncd running as %s (%d models)", instance_id(settings), len(settings.cdc.models))
-        await stop.wait()
+        stopping = asyncio.create_task(stop.wait(), name="stop")
+        done, _ = await asyncio.wait([stopping, *services], return_when=asyncio.FIRST_COMPLETED)
+        crashed = [t for t in done if t is not stopping]
+        for task in crashed:
+            error = task.exception() if not task.cancelled() else None
+            log.error("the %s service ended unexpectedly: %r; shutting down", task.get_name(), error,
+                      exc_info=error)  # fmt: skip
+        stop.set()
+        stopping.cancel()
         await asyncio.gather(*services, return_exceptions=True)
     log.info("syncd stopped")
+    return not crashed

@@ -198,8 +198,8 @@ class ModelPoller:
         return int(status.rsplit(" ", 1)[-1])
 
     async def _load_state(self) -> Mapping[str, Any]:
-        async with self.pool.acquire() as conn:
-            with db.translate_errors("cdc state"):
+        with db.translate_errors("cdc state"):  # acquire() inside: it may have to reconnect
+            async with self.pool.acquire() as conn:
                 state = await conn.fetchrow(db.queries["cdc_state_get"], self.name)
         if state is None:  # only in a dry run, where prepare() creates nothing
             return {"cursor_write_date": None, "cursor_id": None, "phase": "backfill"}
@@ -250,8 +250,8 @@ class ModelPoller:
             full = len(odoo_rows) == RECONCILE_CHUNK
             high = int(odoo_rows[-1]["id"]) if full else 2**63 - 1
             odoo_dates = {int(r["id"]): r["write_date"] for r in odoo_rows}
-            async with self.pool.acquire() as conn:
-                with db.translate_errors(f"reconciling {self.name}"):
+            with db.translate_errors(f"reconciling {self.name}"):
+                async with self.pool.acquire() as conn:
                     mirror = {
                         r["id"]: r["write_date"] for r in await conn.fetch(table.live_ids_sql(), low, high)
                     }
@@ -275,8 +275,8 @@ class ModelPoller:
         return result
 
     async def _table_exists(self, table: MirrorTable) -> bool:
-        async with self.pool.acquire() as conn:
-            with db.translate_errors("mirror table"):
+        with db.translate_errors("mirror table"):
+            async with self.pool.acquire() as conn:
                 return bool(await conn.fetch(db.queries["cdc_mirror_columns"], table.schema, table.name))
 
     async def _mark_deleted(self, table: MirrorTable, ids: list[int]) -> int:

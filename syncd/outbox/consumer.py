@@ -210,8 +210,10 @@ class OutboxConsumer:
 
     # ------------------------------------------------------------------------------------ claim
     async def claim(self) -> list[Event]:
-        async with self.pool.acquire() as conn:
-            with db.translate_errors("claiming outbox events"):
+        # acquire() inside translate_errors: it connects when the pool has no live connection (e.g.
+        # PostgreSQL restarted), and a raw driver error would end run() instead of being retried.
+        with db.translate_errors("claiming outbox events"):
+            async with self.pool.acquire() as conn:
                 rows = await conn.fetch(
                     db.queries["outbox_claim"], self.cfg.batch_size, self.instance, self.cfg.lease_seconds
                 )
@@ -451,8 +453,8 @@ class OutboxConsumer:
     async def housekeep(self) -> int:
         """Delete done events past retention; refresh the outbox gauges. Returns rows deleted."""
         deleted = 0
-        async with self.pool.acquire() as conn:
-            with db.translate_errors("outbox housekeeping"):
+        with db.translate_errors("outbox housekeeping"):
+            async with self.pool.acquire() as conn:
                 while True:
                     status = await conn.execute(
                         db.queries["outbox_delete_done"], self.cfg.retention_days * 86400.0, 10_000

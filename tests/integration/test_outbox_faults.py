@@ -1,0 +1,216 @@
+"""The outbox consumer in-process against a real PostgreSQL and the fake Odoo over HTTP, under faults:
+polling without LISTEN, an unreachable database, a batch slower than its lease, and an Odoo call that
+timed out on the client but committed in Odoo later."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from syncd import db
+from syncd.config import DatabaseSettings, Settings
+from syncd.embedded import free_port
+from syncd.errors import DatabaseUnavailable
+from syncd.odoo import OdooClient
+from syncd.outbox.consumer import Event, OutboxConsumer, Outcome
+from syncd.outbox.xmlid import external_id
+from syncd.testing import FakeOdoo, FakeOdooServer
+
+pytestmark = pytest.mark.integration
+
+MODEL = "res.partner"
+
+
+class Rig:
+    def __init__(self, fake: FakeOdoo, odoo: OdooClient, pool: asyncpg.Pool, dsn: str, settings: Settings):
+        self.fake, self.odoo, self.pool, self.dsn, self.settings = fake, odoo, pool, dsn, settings
+
+    def consumer(
+        self, name: str = "test-consumer", pool: asyncpg.Pool | None = None, **outbox: Any
+    ) -> OutboxConsumer:
+        settings = self.settings.model_copy(update={"outbox": self.settings.outbox.model_copy(update=outbox)})
+        return OutboxConsumer(settings, self.odoo, pool or self.pool, self.dsn, name)
+
+    async def enqueue(self, key: str, payload: dict[str, Any]) -> int:
+        return int(
+            await self.pool.fetchval("select syncd.enqueue($1, 'upsert', $2, $3)", MODEL, key, payload)
+        )
+
+    async def event(self, event_id: int) -> asyncpg.Record:
+        row = await self.pool.fetchrow("select * from syncd.outbox where id = $1", event_id)
+        assert row is not None
+        return row
+
+    def named(self, name: str) -> list[int]:
+        return [rid for rid, rec in self.fake.records(MODEL).items() if rec.get("name") == name]
+
+
+def ended(fake: FakeOdoo) -> asyncio.Future[list[None]]:
+    """Resolves once the fake's transactions open right now (e.g. a held late commit) have ended."""
+    loop = asyncio.get_running_loop()
+    waits = []
+    for txn in fake.store.open_transactions():
+        done: asyncio.Future[None] = loop.create_future()
+
+        def resolve(done: asyncio.Future[None] = done) -> None:
+            loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+        txn.add_done_callback(resolve)
+        waits.append(done)
+    assert waits, "no open transaction to wait for"
+    return asyncio.gather(*waits)
+
+
+@pytest.fixture
+async def r(db_dsn: str) -> AsyncIterator[Rig]:
+    fake = FakeOdoo()
+    async with FakeOdooServer(fake) as server:
+        settings = Settings.model_validate(
+            {"odoo": {"url": server.url, "api_key": "admin", "retries": 0, "timeout_seconds": 2},
+             "outbox": {"backoff_base_seconds": 0.01, "backoff_max_seconds": 0.02, "poll_interval_seconds": 0.05}}
+        )  # fmt: skip
+        pool = await db.create_pool(db_dsn, DatabaseSettings(pool_min_size=1, pool_max_size=4))
+        try:
+            async with OdooClient(settings.odoo) as odoo:
+                yield Rig(fake, odoo, pool, db_dsn, settings)
+        finally:
+            await pool.close()
+
+
+async def test_polling_alone_delivers_within_the_poll_interval(r: Rig) -> None:
+    """``outbox.listen = false`` (transaction-mode pooler): no LISTEN connection, and each event is
+    still delivered within about one poll interval."""
+    poll = 0.5
+    consumer = r.consumer(listen=False, poll_interval_seconds=poll)
+    recorded: asyncio.Queue[list[Outcome]] = asyncio.Queue()
+    consumer.on_recorded = recorded.put_nowait
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    loop = asyncio.get_running_loop()
+    try:
+        for i in range(3):
+            started = loop.time()
+            event = await r.enqueue(f"poll-{i}", {"name": f"polled {i}"})
+            outcomes = await asyncio.wait_for(recorded.get(), timeout=10)
+            took = loop.time() - started
+            assert [(o.event.id, o.status) for o in outcomes] == [(event, "done")]
+            assert took <= poll + 0.75, f"event {i} took {took:.2f}s with a {poll}s poll interval"
+            listeners = await r.pool.fetchval(
+                "select count(*) from pg_stat_activity"
+                " where datname = current_database() and query ilike 'listen%'"
+            )
+            assert listeners == 0
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+    assert all(len(r.named(f"polled {i}")) == 1 for i in range(3))
+
+
+async def test_an_unreachable_database_is_a_syncd_error_and_the_consumer_keeps_trying(r: Rig) -> None:
+    """PostgreSQL away (here: nothing listens on the port): claim and housekeeping fail with
+    DatabaseUnavailable, not a raw driver error, so ``run()`` logs, waits and tries again instead of
+    ending (which would leave `syncd run` alive but delivering nothing)."""
+    nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+    pool = await asyncpg.create_pool(nowhere, min_size=0, max_size=1, timeout=2)
+    try:
+        consumer = r.consumer(pool=pool, listen=False, poll_interval_seconds=0.05)
+        with pytest.raises(DatabaseUnavailable):
+            await consumer.claim()
+        with pytest.raises(DatabaseUnavailable):
+            await consumer.housekeep()
+
+        claims = 0
+        tried_thrice = asyncio.Event()
+        claim = consumer.claim
+
+        async def counting_claim() -> list[Event]:
+            nonlocal claims
+            claims += 1
+            if claims >= 3:
+                tried_thrice.set()
+            return await claim()
+
+        consumer.claim = counting_claim  # type: ignore[method-assign]
+        stop = asyncio.Event()
+        task = asyncio.create_task(consumer.run(stop))
+        waiter = asyncio.create_task(tried_thrice.wait())
+        await asyncio.wait([task, waiter], timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        assert not task.done(), f"run() ended: {task.exception() if task.done() else None!r}"
+        assert tried_thrice.is_set()
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+        waiter.cancel()
+    finally:
+        await pool.close()
+
+
+async def test_a_batch_slower_than_its_lease_is_not_taken_over(r: Rig) -> None:
+    """The lease is extended while Odoo is slow, so a second consumer never claims (and delivers) the
+    same event concurrently."""
+    event = await r.enqueue("slow", {"name": "slow one"})
+    holder, other = r.consumer("holder", lease_seconds=0.3), r.consumer("other", lease_seconds=0.3)
+    r.fake.faults.latency_seconds = 1.0  # per call (fields_get, load): several leases in all
+    claimed = await holder.claim()
+    assert [e.id for e in claimed] == [event]
+    delivering = asyncio.create_task(holder._deliver_and_record(claimed))
+    stolen: list[Event] = []
+    while not delivering.done():
+        stolen += await other.claim()
+        await asyncio.sleep(0.05)
+    assert [o.status for o in await delivering] == ["done"]
+    assert stolen == []
+    row = await r.event(event)
+    assert (row["status"], row["attempts"]) == ("done", 1)
+    assert sum(1 for c in r.fake.calls if c.method == "load") == 1
+
+
+async def test_a_load_that_timed_out_but_committed_later_is_not_applied_twice(r: Rig) -> None:
+    """The ambiguous failure: the client gives up on a load that Odoo commits afterwards. The retry
+    upserts through the same external id, so the record exists once and the event ends done."""
+    consumer = r.consumer()
+    event = await r.enqueue("late", {"name": "late one"})
+    r.fake.faults.late_commit_next(1, methods={"load"})
+    slow_odoo = r.settings.odoo.model_copy(update={"timeout_seconds": 0.3})
+    async with OdooClient(slow_odoo) as odoo:
+        consumer.odoo = odoo
+        report = await consumer.drain()
+    assert (report.done, report.retried, report.dead) == (0, 1, 0)
+    committed = ended(r.fake)
+    assert r.fake.faults.release_late_commits() == 1  # Odoo commits the first load now
+    await asyncio.wait_for(committed, timeout=10)
+    ref = r.fake.ref(external_id("syncd", MODEL, "late"))
+    assert ref is not None
+
+    consumer.odoo = r.odoo
+    await r.pool.execute("update syncd.outbox set available_at = now()")
+    report = await consumer.drain()
+    assert (report.done, report.dead) == (1, 0)
+    row = await r.event(event)
+    assert (row["status"], row["attempts"], row["result_id"]) == ("done", 2, ref[1])
+    assert r.named("late one") == [ref[1]]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known: a load repeated while the timed-out first one still runs in Odoo creates a second record "
+    "for the key (neither sees the other's uncommitted external id); not fixable in the consumer alone",
+)
+async def test_a_load_retried_while_the_first_still_runs_creates_no_duplicate(r: Rig) -> None:
+    """The client gives up on a slow load and repeats it (odoo.retries) while Odoo is still working on
+    the first one, which commits afterwards: the key must still map to one record."""
+    consumer = r.consumer()
+    await r.enqueue("slow", {"name": "slow one"})
+    r.fake.faults.late_commit_next(1, delay_seconds=1.0, methods={"load"})
+    impatient = r.settings.odoo.model_copy(update={"timeout_seconds": 0.3, "retries": 3})
+    async with OdooClient(impatient) as odoo:
+        consumer.odoo = odoo
+        report = await consumer.drain()
+    assert (report.done, report.dead) == (1, 0)
+    await asyncio.wait_for(ended(r.fake), timeout=10)  # the first load commits after its delay
+    ref = r.fake.ref(external_id("syncd", MODEL, "slow"))
+    assert ref is not None
+    assert r.named("slow one") == [ref[1]]
