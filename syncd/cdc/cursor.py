@@ -15,7 +15,7 @@ before the page's last second is complete (the order is consistent with seconds)
 last second and the next page re-reads it — a small, harmless overlap. When one second holds more
 rows than a page (a bulk import stamps them all alike), that second is *drained* by id
 (``write_date = S and id > drain_id``, ordered by id), which is a total order inside one second.
-Late commits are caught by starting every poll ``lookback`` seconds before the cursor.
+Late commits are caught by starting every poll ``lookback`` seconds (at least one) before the cursor.
 """
 
 from __future__ import annotations
@@ -59,11 +59,12 @@ class Cursor:
         return [("write_date", ">=", stamp)], ORDER_BY_WRITE_DATE
 
     def rewound(self, lookback: timedelta) -> Cursor:
-        """Where a poll starts: ``lookback`` before the cursor, to catch late commits.
-        A drain in progress is resumed as it is."""
+        """Where a poll starts: ``lookback`` before the cursor, to catch late commits, and never less
+        than one second: a drained second leaves the cursor on the next one, yet while it is the
+        newest second more rows may still be stamped with it. A drain in progress is resumed as it is."""
         if self.second is None or self.drain_id is not None:
             return self
-        return Cursor(self.second - lookback)
+        return Cursor(self.second - max(lookback, ONE_SECOND))
 
     def advance(self, rows: Sequence[Mapping[str, Any]], limit: int) -> tuple[Cursor, bool]:
         """The cursor after reading ``rows`` (a page of at most ``limit``), and whether the poll is done."""

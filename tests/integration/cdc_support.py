@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -25,6 +25,13 @@ class Rig:
     odoo: OdooClient
     pool: asyncpg.Pool
     dsn: str
+    server: FakeOdooServer | None = field(default=None, repr=False)
+
+    def serve(self, fake: FakeOdoo) -> None:
+        """Put another fake Odoo behind the same server, client and pool (property tests reuse one
+        rig across their examples)."""
+        assert self.server is not None
+        self.fake = self.server.fake = fake
 
     def poller(
         self, model: str = "res.partner", fields: list[str] | str = PARTNER_FIELDS, **cdc: Any
@@ -52,6 +59,6 @@ async def rig(fake: FakeOdoo, dsn: str) -> AsyncIterator[Rig]:
         pool = await db.create_pool(dsn, DatabaseSettings(pool_min_size=1, pool_max_size=4))
         try:
             async with OdooClient(settings) as odoo:
-                yield Rig(fake, odoo, pool, dsn)
+                yield Rig(fake, odoo, pool, dsn, server)
         finally:
             await pool.close()
