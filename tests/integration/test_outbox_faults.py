@@ -196,8 +196,10 @@ async def test_a_load_that_timed_out_but_committed_later_is_not_applied_twice(r:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="known: a load repeated while the timed-out first one still runs in Odoo creates a second record "
-    "for the key (neither sees the other's uncommitted external id); not fixable in the consumer alone",
+    reason="known gap of the fake Odoo: it does not model ir.model.data's unique (module, name) index "
+    "across concurrent transactions, so a load repeated while the timed-out first one still runs creates a "
+    "second record; in a real Odoo the second insert of the external id waits for the first and fails "
+    "(to be confirmed against a real server)",
 )
 async def test_a_load_retried_while_the_first_still_runs_creates_no_duplicate(r: Rig) -> None:
     """The client gives up on a slow load and repeats it (odoo.retries) while Odoo is still working on
