@@ -139,6 +139,12 @@ async def connect(dsn: str, settings: DatabaseSettings) -> asyncpg.Connection:
         return conn
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Pooled connections carry no session state (LISTEN and advisory locks live on dedicated
+    connections; settings are transaction-local), so asyncpg's reset query — two round trips on
+    every release — is skipped."""
+
+
 async def create_pool(dsn: str, settings: DatabaseSettings) -> asyncpg.Pool:
     """The shared pool. ``statement_cache_size = 0`` keeps it usable behind a transaction-mode pooler."""
     with translate_errors(f"connecting to {redact_dsn(dsn)}"):
@@ -151,6 +157,7 @@ async def create_pool(dsn: str, settings: DatabaseSettings) -> asyncpg.Pool:
             statement_cache_size=settings.statement_cache_size,
             server_settings={"application_name": APPLICATION_NAME},
             init=_init_connection,
+            reset=_no_reset,
         )
     assert pool is not None
     return pool

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -409,35 +409,35 @@ class OutboxConsumer:
                 dead.append(o)
             else:
                 retry.append((o, decision.delay_seconds))
-        async with db.transaction(self.pool, "recording outbox outcomes") as conn:
-            if done:
-                finished = await conn.fetch(
-                    db.queries["outbox_mark_done"],
-                    [o.event.id for o in done], [o.result_id for o in done], self.instance,
-                )  # fmt: skip
-                for r in finished:
-                    metrics.OUTBOX_DELIVERY_SECONDS.observe(max(0.0, r["seconds"]))
-            if retry:
-                await conn.execute(
-                    db.queries["outbox_mark_retry"],
-                    [o.event.id for o, _ in retry], [d for _, d in retry], [o.error or "" for o, _ in retry],
-                    self.instance,
-                )  # fmt: skip
-            if dead:
-                await conn.execute(
-                    db.queries["outbox_mark_dead"],
-                    [o.event.id for o in dead],
-                    [o.error or "" for o in dead],
-                    self.instance,
-                )
-        for o in done:
-            metrics.OUTBOX_DELIVERED.labels(model=o.event.model, op=o.event.op).inc()
-        for o, _delay in retry:
-            metrics.OUTBOX_FAILURES.labels(model=o.event.model, kind="transient").inc()
+        # One statement per kind of outcome; a transaction only when there is more than one kind.
+        statements: list[tuple[str, list[Any]]] = []
+        if done:
+            statements.append(("outbox_mark_done", [[o.event.id for o in done], [o.result_id for o in done]]))
+        if retry:
+            args = [[o.event.id for o, _ in retry], [d for _, d in retry], [o.error or "" for o, _ in retry]]
+            statements.append(("outbox_mark_retry", args))
+        if dead:
+            statements.append(
+                ("outbox_mark_dead", [[o.event.id for o in dead], [o.error or "" for o in dead]])
+            )
+        with db.translate_errors("recording outbox outcomes"):
+            async with self.pool.acquire() as conn:
+                tx = conn.transaction() if len(statements) > 1 else contextlib.nullcontext()
+                async with tx:
+                    for name, args in statements:
+                        rows = await conn.fetch(db.queries[name], *args, self.instance)
+                        if name == "outbox_mark_done":
+                            for r in rows:
+                                metrics.OUTBOX_DELIVERY_SECONDS.observe(max(0.0, r["seconds"]))
+        # Metrics once per model and op or kind, not once per event (they cost more than the SQL).
+        delivered = Counter((o.event.model, o.event.op) for o in done)
+        for (model, op), n in delivered.items():
+            metrics.OUTBOX_DELIVERED.labels(model=model, op=op).inc(n)
+        failures = Counter((o.event.model, "transient") for o, _ in retry)
+        failures.update((o.event.model, "transient" if o.transient else "permanent") for o in dead)
+        for (model, kind), n in failures.items():
+            metrics.OUTBOX_FAILURES.labels(model=model, kind=kind).inc(n)
         for o in dead:
-            metrics.OUTBOX_FAILURES.labels(
-                model=o.event.model, kind="transient" if o.transient else "permanent"
-            ).inc()
             log.warning("outbox event %d (%s %s) is dead: %s", o.event.id, o.event.op, o.event.model, o.error,
                         extra={"event_id": o.event.id, "model": o.event.model})  # fmt: skip
 
