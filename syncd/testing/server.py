@@ -170,12 +170,7 @@ class FakeOdooServer:
             return self._run_and_commit(inv, method)
         with store.lock:
             # Stamped now, committed later: the transaction's write_date is in the past when it shows up.
-            txn = store.begin(uid=inv.uid, context=inv.context)
-            try:
-                result = method.handler(inv, txn)
-            except BaseException:
-                txn.rollback()
-                raise
+            txn, result = self._apply(inv, method)
         try:
             await self.fake.faults.wait_released("late_commit", late.delay_seconds)
         finally:
@@ -183,16 +178,20 @@ class FakeOdooServer:
         return result
 
     def _run_and_commit(self, inv: Invocation, method: Method) -> Any:
-        store = self.fake.store
-        with store.lock:
-            txn = store.begin(uid=inv.uid, context=inv.context)
-            try:
-                result = method.handler(inv, txn)
-            except BaseException:
-                txn.rollback()
-                raise
+        with self.fake.store.lock:
+            txn, result = self._apply(inv, method)
             txn.finish()
             return result
+
+    def _apply(self, inv: Invocation, method: Method) -> tuple[Transaction, Any]:
+        """Run a writing method in a new transaction (the caller holds the store lock); on an error the
+        transaction is rolled back, else the caller decides when it commits."""
+        txn = self.fake.store.begin(uid=inv.uid, context=inv.context)
+        try:
+            return txn, method.handler(inv, txn)
+        except BaseException:
+            txn.rollback()
+            raise
 
     async def _wait_for(self, holder: Transaction, seconds: float) -> None:
         loop = asyncio.get_running_loop()
