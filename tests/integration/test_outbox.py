@@ -6,14 +6,13 @@ from typing import Any
 
 import asyncpg
 import pytest
-from pydantic import SecretStr
 
-from syncd import db
-from syncd.config import DatabaseSettings, Settings
+from syncd.config import Settings
 from syncd.odoo import OdooClient
 from syncd.outbox.consumer import OutboxConsumer, Outcome
 from syncd.outbox.xmlid import external_id
-from syncd.testing import FakeOdoo, FakeOdooServer
+from syncd.testing import FakeOdoo
+from tests.integration.outbox_support import outbox_env
 
 pytestmark = pytest.mark.integration
 
@@ -49,19 +48,8 @@ class Rig:
 
 @pytest.fixture
 async def r(db_dsn: str) -> AsyncIterator[Rig]:
-    fake = FakeOdoo(demo_data=True)
-    async with FakeOdooServer(fake) as server:
-        settings = Settings.model_validate(
-            {"odoo": {"url": server.url, "api_key": "admin", "retries": 0},
-             "outbox": {"backoff_base_seconds": 0.01, "backoff_max_seconds": 0.02, "poll_interval_seconds": 0.05}}
-        )  # fmt: skip
-        assert isinstance(settings.odoo.api_key, SecretStr)
-        pool = await db.create_pool(db_dsn, DatabaseSettings(pool_min_size=1, pool_max_size=4))
-        try:
-            async with OdooClient(settings.odoo) as odoo:
-                yield Rig(fake, odoo, pool, db_dsn, settings)
-        finally:
-            await pool.close()
+    async with outbox_env(FakeOdoo(demo_data=True), db_dsn) as env:
+        yield Rig(env.fake, env.odoo, env.pool, env.dsn, env.settings)
 
 
 async def test_upsert_is_idempotent_through_external_ids(r: Rig) -> None:
