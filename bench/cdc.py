@@ -59,6 +59,7 @@ from typing import IO, Any
 import asyncpg
 from pydantic import SecretStr
 
+from bench.fake_server import FakeProcess
 from bench.model import MODEL, TABLE
 from syncd import db
 from syncd.cdc.cursor import Cursor
@@ -236,46 +237,6 @@ class Postgres:
 
 
 # ------------------------------------------------------------------------------------ child processes
-
-
-@dataclass
-class FakeProcess:
-    """The fake Odoo with N records, served by ``bench.fake_server`` in a child process."""
-
-    proc: subprocess.Popen[str]
-    url: str
-    build_seconds: float
-
-    @classmethod
-    async def start(cls, records: int) -> FakeProcess:
-        proc = subprocess.Popen(  # noqa: ASYNC220 - spawning does not block; its output is awaited below
-            [sys.executable, "-m", "bench.fake_server", "--records", str(records)],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stdout is not None
-        line = await asyncio.to_thread(proc.stdout.readline)
-        if not line:
-            proc.wait()
-            raise RuntimeError(f"the fake Odoo runner exited with {proc.returncode} before listening")
-        info = json.loads(line)
-        return cls(proc, info["url"], info["build_seconds"])
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @dataclass

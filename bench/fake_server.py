@@ -14,12 +14,59 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
+import subprocess
 import sys
 import threading
+from dataclasses import dataclass
+from pathlib import Path
 
 from bench.model import build_fake
 from syncd.testing import FakeOdooServer, parse_listen
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class FakeProcess:
+    """The parent side: this module run as a child process, serving a fake Odoo with N records (0 for
+    demo data only, as the outbox benchmark uses)."""
+
+    proc: subprocess.Popen[str]
+    url: str
+    build_seconds: float
+
+    @classmethod
+    async def start(cls, records: int) -> FakeProcess:
+        proc = subprocess.Popen(  # noqa: ASYNC220 - spawning does not block; its output is awaited below
+            [sys.executable, "-m", "bench.fake_server", "--records", str(records)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        line = await asyncio.to_thread(proc.stdout.readline)
+        if not line:
+            proc.wait()
+            raise RuntimeError(f"the fake Odoo runner exited with {proc.returncode} before listening")
+        info = json.loads(line)
+        return cls(proc, info["url"], info["build_seconds"])
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 async def serve(records: int, listen: str) -> None:

@@ -16,7 +16,7 @@ uses another server. The database is a clone of a migrated template (:class:`Tes
    transaction block, none of the consumer's Python around them). Mid-run ``EXPLAIN (ANALYZE, BUFFERS, WAL)`` of the claim, of
    ``outbox_mark_done`` and of the raw statement, and the CPU split (this process / PostgreSQL
    backends) per event.
-2. **End to end** into the fake Odoo, which runs in its own process (:mod:`bench.outbox_fake`):
+2. **End to end** into the fake Odoo, which runs in its own process (:mod:`bench.fake_server`, demo data only):
    upserts on distinct keys drained by ``OutboxConsumer.drain()`` with ``batch_size`` 100 (one
    ``load()`` per batch) and 1 (one call per event), and by ``run()`` (concurrency 2, batch 100).
 3. **Latency** enqueue → done at low load: ``run()`` in this process, one event every 20 ms, each
@@ -44,7 +44,6 @@ import json
 import logging
 import os
 import platform
-import subprocess
 import tempfile
 import time
 import traceback
@@ -55,6 +54,7 @@ from typing import Any, cast
 
 import asyncpg
 
+from bench.fake_server import FakeProcess
 from syncd import db
 from syncd.config import Settings
 from syncd.db import Connection
@@ -492,38 +492,6 @@ async def claim_throughput(dsn: str, meter: CpuMeter, events: int, rounds: int) 
 # ------------------------------------------------------------------------------ 2. end to end
 
 
-@dataclass
-class FakeProcess:
-    proc: subprocess.Popen[str]
-    url: str
-
-    @classmethod
-    async def start(cls) -> FakeProcess:
-        proc = subprocess.Popen(  # noqa: ASYNC220 - spawning does not block; its output is awaited below
-            [sys.executable, "-m", "bench.outbox_fake"],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stdout is not None
-        line = await asyncio.to_thread(proc.stdout.readline)
-        if not line:
-            proc.wait()
-            raise RuntimeError(f"the fake Odoo runner exited with {proc.returncode} before listening")
-        return cls(proc, json.loads(line)["url"])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 def odoo_settings(url: str, **outbox: Any) -> Settings:
     return Settings.model_validate({"odoo": {"url": url, "api_key": "admin", "retries": 0}, "outbox": outbox})
 
@@ -954,7 +922,7 @@ async def bench(database: Database, sizes: Sizes, sections: set[str]) -> tuple[l
         out += [*lines, ""]
         ok = ok and met
     if sections & {"e2e", "latency"}:
-        fake = await FakeProcess.start()
+        fake = await FakeProcess.start(0)
         try:
             meter = CpuMeter(dsn, database.local, fake.proc.pid)
             if "e2e" in sections:
