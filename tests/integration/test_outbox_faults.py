@@ -88,7 +88,8 @@ async def test_polling_alone_delivers_within_the_poll_interval(r: Rig) -> None:
             outcomes = await asyncio.wait_for(recorded.get(), timeout=10)
             took = loop.time() - started
             assert [(o.event.id, o.status) for o in outcomes] == [(event, "done")]
-            assert took <= poll + 0.75, f"event {i} took {took:.2f}s with a {poll}s poll interval"
+            # one interval plus slack for a loaded 2-core CI machine; LISTEN alone would be ~ms
+            assert took <= poll + 1.5, f"event {i} took {took:.2f}s with a {poll}s poll interval"
             listeners = await r.pool.fetchval(
                 "select count(*) from pg_stat_activity"
                 " where datname = current_database() and query ilike 'listen%'"
