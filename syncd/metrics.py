@@ -1,6 +1,8 @@
 """Every ``syncd_*`` metric, defined once (SPEC §6). Names and labels are contract.
 
-Units are in the names, counters end in ``_total``, and no label carries a record id.
+Units are in the names, counters end in ``_total``, and no label carries a record id. The Grafana
+dashboard and the alert rules in ``deploy/helm/syncd/files/`` query these names; a test checks that
+every name they use is defined here.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 from syncd import __version__
+from syncd.errors import SyncdError
 
 # ------------------------------------------------------------------------------------------ CDC
 CDC_RECORDS = Counter(
@@ -36,10 +39,16 @@ OUTBOX_DELIVERED = Counter("syncd_outbox_delivered", "Outbox events applied to O
 OUTBOX_FAILURES = Counter(
     "syncd_outbox_failures", "Failed outbox deliveries by kind (transient, permanent)", ["model", "kind"]
 )
+# ~5 ms when idle, seconds under load or while retrying (backoff up to outbox.backoff_max_seconds),
+# hours for events that waited out a long Odoo or syncd outage.
+# fmt: off
+_DELIVERY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600,
+    86400,
+)
+# fmt: on
 OUTBOX_DELIVERY_SECONDS = Histogram(
-    "syncd_outbox_delivery_seconds",
-    "Seconds from enqueue to done",
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+    "syncd_outbox_delivery_seconds", "Seconds from enqueue to done", buckets=_DELIVERY_BUCKETS
 )
 
 # ----------------------------------------------------------------------------------------- Odoo
@@ -47,13 +56,48 @@ ODOO_REQUEST_SECONDS = Histogram(
     "syncd_odoo_request_seconds",
     "Duration of HTTP requests to Odoo by method",
     ["method"],
+    # Most calls take 5 ms to 2 s; a timed-out one ends at odoo.timeout_seconds (30 s default, up to 60).
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60),
+)
+ODOO_REQUEST_ERRORS = Counter(
+    "syncd_odoo_request_errors",
+    "Failed HTTP requests to Odoo by method and kind (transient: worth retrying; permanent: not)",
+    ["method", "kind"],
+)
+
+# ----------------------------------------------------------------------------- daemon and build
+READY = Gauge("syncd_ready", "1 when the daemon is ready (what /readyz answers), else 0")
+DEPENDENCY_UP = Gauge(
+    "syncd_dependency_up",
+    "1 when the dependency (postgres, odoo) answered its last check, else 0",
+    ["dependency"],
+)
+COMPONENT_RESTARTS = Counter(
+    "syncd_component_restarts",
+    "Times a service of the daemon (cdc, outbox, http) failed and was started again",
+    ["component"],
 )
 
 BUILD_INFO = Info("syncd_build", "syncd version")
 BUILD_INFO.info({"version": __version__})
 
+_ERROR_KINDS = ("transient", "permanent")
+_methods_seen: set[str] = set()
 
-def observe_odoo_request(method: str, seconds: float) -> None:
-    """The ``observe`` callback of :class:`syncd.odoo.OdooClient`."""
+
+def observe_odoo_request(method: str, seconds: float, error: BaseException | None = None) -> None:
+    """The ``observe`` callback of :class:`syncd.odoo.OdooClient`: one call per HTTP request.
+
+    ``error`` is what the request raised (None when it succeeded); it counts as ``transient`` when
+    it is a :class:`~syncd.errors.SyncdError` that says so, else as ``permanent``.
+    """
     ODOO_REQUEST_SECONDS.labels(method=method).observe(seconds)
+    if method not in _methods_seen:
+        # Both error series start at 0 with the method's first request, so that rate() sees the
+        # first error too (a series born at 1 shows no increase).
+        _methods_seen.add(method)
+        for kind in _ERROR_KINDS:
+            ODOO_REQUEST_ERRORS.labels(method=method, kind=kind)
+    if error is not None:
+        kind = "transient" if isinstance(error, SyncdError) and error.transient else "permanent"
+        ODOO_REQUEST_ERRORS.labels(method=method, kind=kind).inc()

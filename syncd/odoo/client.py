@@ -3,19 +3,21 @@
 :class:`OdooClient` picks the transport, authenticates, and wraps every HTTP request the same way:
 a semaphore bounds the requests in flight (``odoo.max_concurrency``), each request is bounded by
 ``odoo.timeout_seconds``, transient errors are retried by :class:`~syncd.odoo.retry.RetryPolicy`
-(through tenacity), and ``observe(method, seconds)`` is told how long each request took.
+(through tenacity), and ``observe(method, seconds, error)`` is told how long each request took and
+what it raised.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
@@ -31,6 +33,11 @@ from syncd.odoo.transport import HttpEndpoint, Protocol_, Transport, safe_url
 log = logging.getLogger("syncd.odoo")
 
 T = TypeVar("T")
+
+#: ``observe(method, seconds, error)``: ``error`` is the exception the request raised, None on success.
+Observer = Callable[[str, float, Exception | None], None]
+#: The older two-argument form, ``observe(method, seconds)``, still accepted.
+DurationObserver = Callable[[str, float], None]
 
 #: The first Odoo version that has JSON-2.
 JSON2_SINCE = 19
@@ -94,7 +101,13 @@ class OdooClient:
 
     Use it as ``async with OdooClient(settings) as client:``; entering opens an aiohttp session
     (unless one is given, which the client then never closes), chooses the transport and
-    authenticates. ``observe(method, seconds)`` is called after each HTTP request, failed ones too.
+    authenticates.
+
+    ``observe(method, seconds, error)`` is called after each HTTP request (each retry is one), failed
+    ones too: ``error`` is the exception it raised (an :class:`~syncd.errors.OdooError`, whose
+    ``transient`` says whether retrying may help), None when it succeeded. A cancelled request is
+    reported with ``error=None``: it did not fail. A callback that takes only ``(method, seconds)``
+    is still accepted and told the duration only.
     """
 
     def __init__(
@@ -102,13 +115,13 @@ class OdooClient:
         settings: OdooSettings,
         *,
         session: aiohttp.ClientSession | None = None,
-        observe: Callable[[str, float], None] | None = None,
+        observe: Observer | DurationObserver | None = None,
         retry_policy: RetryPolicy | None = None,
     ) -> None:
         self._settings = settings
         self._session = session
         self._own_session = session is None
-        self._observe = observe
+        self._observe = _as_observer(observe)
         self.retry_policy = retry_policy or RetryPolicy(retries=settings.retries)
         # Bounds the HTTP requests in flight, not the callers: a call waiting for its retry
         # backoff holds no slot.
@@ -253,7 +266,9 @@ class OdooClient:
         def before_sleep(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome is not None else None
             delay = state.next_action.sleep if state.next_action is not None else 0.0
-            log.warning(
+            # Debug only: a retry is not news. The caller reports the call that finally fails, and
+            # the daemon logs once when Odoo becomes unreachable and once when it is back.
+            log.debug(
                 "Odoo %s failed (%s); retry %d of %d in %.2f s",
                 f"{model}.{method}" if model else method,
                 error if isinstance(error, OdooError) else type(error).__name__,
@@ -276,12 +291,16 @@ class OdooClient:
     async def _request(self, method: str, request: Callable[[], Awaitable[T]]) -> T:
         async with self._slots:
             start = time.perf_counter()
+            error: Exception | None = None
             try:
                 return await request()
+            except Exception as e:
+                error = e
+                raise
             finally:
                 if self._observe is not None:
                     try:
-                        self._observe(method, time.perf_counter() - start)
+                        self._observe(method, time.perf_counter() - start, error)
                     except Exception:
                         log.exception("the observe callback failed")
 
@@ -463,6 +482,20 @@ class OdooClient:
             return {int(k): (v if isinstance(v, str) and v else False) for k, v in result.items()}
         except ValueError:
             raise _bad_answer(model, "get_external_id", "an object keyed by id") from None
+
+
+def _as_observer(observe: Observer | DurationObserver | None) -> Observer | None:
+    """``observe`` called as ``(method, seconds, error)``, whichever of the two forms it takes."""
+    if observe is None:
+        return None
+    try:
+        inspect.signature(observe).bind("method", 0.0, None)
+    except TypeError:  # takes (method, seconds) only
+        duration_only = cast(DurationObserver, observe)
+        return lambda method, seconds, _error: duration_only(method, seconds)
+    except ValueError:  # no signature to inspect (some builtins): assume the current form
+        pass
+    return cast(Observer, observe)
 
 
 def _kwargs(**kwargs: Any) -> dict[str, Any]:
