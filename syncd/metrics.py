@@ -77,6 +77,8 @@ COMPONENT_RESTARTS = Counter(
     "Times a service of the daemon (cdc, outbox, http) failed and was started again",
     ["component"],
 )
+for _component in ("cdc", "outbox", "http"):  # at 0 from the start: increase() sees the first restart
+    COMPONENT_RESTARTS.labels(component=_component)
 
 BUILD_INFO = Info("syncd_build", "syncd version")
 BUILD_INFO.info({"version": __version__})
