@@ -193,7 +193,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from syncd import daemon
+    from syncd import daemon, loop
 
     settings = _settings(args)
     once = bool(getattr(args, "once", False))
@@ -202,9 +202,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if dry_run and not once:
         raise ConfigError("--dry-run goes with --once")
     if not once:
-        clean = asyncio.run(daemon.run_forever(settings, migrate_first=migrate_first))
+        clean = loop.run(daemon.run_forever(settings, migrate_first=migrate_first))
         return EXIT_OK if clean else EXIT_FAILED
-    result = asyncio.run(daemon.run_once(settings, dry_run=dry_run, migrate_first=migrate_first))
+    result = loop.run(daemon.run_once(settings, dry_run=dry_run, migrate_first=migrate_first))
     report = result.cdc
     for name, poll in report.polls.items():
         rec = report.reconciles.get(name)

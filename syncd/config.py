@@ -233,6 +233,8 @@ class DaemonSettings(_Section):
     """``[daemon]``: process lifecycle."""
 
     shutdown_grace_seconds: PositiveSeconds = 30.0
+    #: How often the daemon checks that PostgreSQL and Odoo answer (what /readyz reports).
+    probe_interval_seconds: PositiveSeconds = 5.0
     #: Name this replica uses for leases and locks; default: hostname and pid.
     instance_id: str | None = None
 

@@ -1,7 +1,10 @@
 """The one place that wires the services together: ``syncd run`` and ``syncd --once``.
 
-Startup: resolve the database (embedded when no DSN), refuse an unmigrated or newer schema unless
-told to migrate, open the pool and the Odoo client, then run the services until SIGTERM/SIGINT.
+``syncd run``: serve HTTP (``/healthz`` answers from the first second, ``/readyz`` says 503 until
+both sides are reached), resolve the database (embedded when no DSN), refuse an unmigrated or newer
+schema unless told to migrate, wait for PostgreSQL and Odoo as long as they are unreachable (one log
+line per change of state), tell systemd READY, then run the CDC service and the outbox consumer
+under a supervisor until SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -12,23 +15,38 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
 
-from syncd import db, metrics, migrate
+from syncd import __version__, db, metrics, migrate
+from syncd.aio import wait_any
 from syncd.cdc.service import CdcService, OnceReport
-from syncd.config import Settings
-from syncd.errors import SchemaError
+from syncd.config import Settings, redact_dsn
+from syncd.errors import SchemaError, SyncdError
+from syncd.health import Health, HealthMonitor
+from syncd.http import HttpServer
 from syncd.odoo import OdooClient
+from syncd.odoo.transport import safe_url
 from syncd.outbox.consumer import DrainReport, OutboxConsumer
+from syncd.sdnotify import SystemdNotifier
+from syncd.supervisor import Component, Supervisor
 
 log = logging.getLogger("syncd.daemon")
 
 
+def loop_name() -> str:
+    loop = type(asyncio.get_running_loop())
+    return "uvloop" if loop.__module__.startswith("uvloop") else "asyncio"
+
+
 def instance_id(settings: Settings) -> str:
     return settings.daemon.instance_id or f"{socket.gethostname()}:{os.getpid()}"
+
+
+#: Longest pause between attempts to reach PostgreSQL or Odoo at start-up.
+MAX_CONNECT_BACKOFF = 30.0
 
 
 @dataclass
@@ -36,6 +54,12 @@ class Resources:
     dsn: str
     pool: asyncpg.Pool
     odoo: OdooClient
+
+    async def close(self) -> None:
+        try:
+            await self.odoo.close()
+        finally:
+            await self.pool.close()
 
 
 @contextlib.asynccontextmanager
@@ -85,41 +109,181 @@ async def run_once(settings: Settings, *, dry_run: bool = False, migrate_first: 
         return OnceResult(cdc_report, drained)
 
 
-async def run_forever(settings: Settings, *, migrate_first: bool = False) -> bool:
-    """The daemon: the services until the first SIGTERM/SIGINT (a second one exits at once).
+async def run_forever(
+    settings: Settings,
+    *,
+    migrate_first: bool = False,
+    notifier: SystemdNotifier | None = None,
+    on_listening: Callable[[str], None] | None = None,
+) -> bool:
+    """The daemon (``syncd run``): serve HTTP at once, reach both sides (waiting for them as long as
+    it takes), then run the CDC service and the outbox consumer under a :class:`Supervisor` until
+    the first SIGTERM/SIGINT; a second one exits at once.
 
-    Returns False when a service died on its own (the process should exit non-zero, so that
-    systemd or Kubernetes restarts it) rather than being stopped."""
-    stop = asyncio.Event()
+    Returns False when the supervisor gave up on a component that kept crashing (the process should
+    exit non-zero so that systemd or Kubernetes restart it). Permanent start-up problems (schema not
+    current, credentials refused, the HTTP port taken) raise.
+    """
+    notifier = notifier if notifier is not None else SystemdNotifier.from_env()
     loop = asyncio.get_running_loop()
+    health = Health()
+    supervisor = Supervisor(
+        [],
+        grace_seconds=settings.daemon.shutdown_grace_seconds,
+        on_restart=lambda name: metrics.COMPONENT_RESTARTS.labels(component=name).inc(),
+    )
 
     def on_signal(sig: signal.Signals) -> None:
-        if stop.is_set():
+        if supervisor.stopping.is_set():
             log.warning("second %s: exiting now", sig.name)
             os._exit(1)
-        log.info("%s received: shutting down", sig.name)
-        stop.set()
+        log.info(
+            "%s received: stopping (in-flight work has %.0f s to finish)",
+            sig.name, settings.daemon.shutdown_grace_seconds,
+        )  # fmt: skip
+        health.set_stopping()
+        notifier.stopping("stopping: finishing in-flight work")
+        supervisor.shutdown()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
         loop.add_signal_handler(sig, on_signal, sig)
-    async with open_resources(settings, migrate_first=migrate_first) as res:
-        services = []
-        if settings.cdc.enabled and settings.cdc.models:
-            cdc = CdcService(settings, res.odoo, res.pool, res.dsn)
-            services.append(asyncio.create_task(cdc.run(stop), name="cdc"))
-        if settings.outbox.enabled:
-            consumer = OutboxConsumer(settings, res.odoo, res.pool, res.dsn, instance_id(settings))
-            services.append(asyncio.create_task(consumer.run(stop), name="outbox"))
-        log.info("syncd running as %s (%d models)", instance_id(settings), len(settings.cdc.models))
-        stopping = asyncio.create_task(stop.wait(), name="stop")
-        done, _ = await asyncio.wait([stopping, *services], return_when=asyncio.FIRST_COMPLETED)
-        crashed = [t for t in done if t is not stopping]
-        for task in crashed:
-            error = task.exception() if not task.cancelled() else None
-            log.error("the %s service ended unexpectedly: %r; shutting down", task.get_name(), error,
-                      exc_info=error)  # fmt: skip
-        stop.set()
-        stopping.cancel()
-        await asyncio.gather(*services, return_exceptions=True)
+    try:
+        if settings.http.enabled:
+            http = HttpServer(settings.http.listen, health)
+            await http.start()
+            if on_listening is not None:
+                on_listening(http.url)
+            supervisor.start(Component("http", http.run, phase=1))
+        if notifier.watchdog_interval:
+            supervisor.start(Component("watchdog", _watchdog(notifier), phase=1))
+        running = asyncio.create_task(supervisor.run(), name="supervisor")
+        try:
+            async with db.open_dsn(settings.database) as dsn:
+                res = await _reach_both_sides(settings, dsn, health, supervisor.stopping, migrate_first)
+                if res is not None:
+                    try:
+                        _start_workers(settings, res, health, supervisor)
+                        health.set_serving(True)
+                        status = f"serving {len(settings.cdc.models)} models, outbox {'on' if settings.outbox.enabled else 'off'}"
+                        notifier.ready(status)
+                        log.info(
+                            "syncd running as %s (%s, %s): %s",
+                            instance_id(settings), __version__, loop_name(), status,
+                        )  # fmt: skip
+                        await asyncio.shield(running)
+                    finally:
+                        supervisor.shutdown()
+                        await running
+                        await res.close()
+        finally:
+            supervisor.shutdown()
+            await running
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        notifier.close()
+    if supervisor.gave_up:
+        log.error("syncd stopped: %s kept crashing", supervisor.gave_up)
+        return False
     log.info("syncd stopped")
-    return not crashed
+    return True
+
+
+def _watchdog(notifier: SystemdNotifier) -> Callable[[asyncio.Event], Awaitable[None]]:
+    async def run(stop: asyncio.Event) -> None:
+        # WATCHDOG=1 comes from a task on the event loop itself: a loop that hangs stops pinging.
+        pinging = asyncio.create_task(notifier.watchdog_loop())
+        try:
+            await stop.wait()
+        finally:
+            pinging.cancel()
+            await asyncio.gather(pinging, return_exceptions=True)
+
+    return run
+
+
+def _start_workers(settings: Settings, res: Resources, health: Health, supervisor: Supervisor) -> None:
+    monitor = HealthMonitor(
+        health,
+        res.pool,
+        res.odoo,
+        interval=settings.daemon.probe_interval_seconds,
+        timeout=min(settings.odoo.timeout_seconds, 10.0),
+    )
+    supervisor.start(Component("health", monitor.run, phase=1))
+    if settings.cdc.enabled and settings.cdc.models:
+
+        async def cdc(stop: asyncio.Event) -> None:
+            # A fresh service on every (re)start: nothing of a crashed one is reused.
+            await CdcService(settings, res.odoo, res.pool, res.dsn).run(stop)
+
+        supervisor.start(Component("cdc", cdc))
+    if settings.outbox.enabled:
+
+        async def outbox(stop: asyncio.Event) -> None:
+            await OutboxConsumer(settings, res.odoo, res.pool, res.dsn, instance_id(settings)).run(stop)
+
+        supervisor.start(Component("outbox", outbox))
+
+
+async def _reach_both_sides(
+    settings: Settings, dsn: str, health: Health, stop: asyncio.Event, migrate_first: bool
+) -> Resources | None:
+    """Open the pool (schema checked) and connect the Odoo client, waiting for whichever side is
+    unreachable; None if ``stop`` came first. Permanent problems raise."""
+    pool: asyncpg.Pool | None = None
+    odoo: OdooClient | None = None
+    delay = 1.0
+    try:
+        while not stop.is_set():
+            if pool is None:
+                try:
+                    pool = await _open_pool(settings, dsn, migrate_first)
+                except SyncdError as e:
+                    if not e.transient:
+                        raise
+                    health.set("postgres", False, str(e))
+                else:
+                    health.set("postgres", True, redact_dsn(dsn))
+                    health.set("schema", True, "current")
+            if odoo is None:
+                client = OdooClient(settings.odoo, observe=metrics.observe_odoo_request)
+                try:
+                    await client.connect()
+                except SyncdError as e:
+                    if not e.transient:
+                        raise
+                    health.set("odoo", False, str(e))
+                else:
+                    odoo = client
+                    health.set("odoo", True, f"{safe_url(settings.odoo.url)} ({client.protocol})")
+            if pool is not None and odoo is not None:
+                res, pool, odoo = Resources(dsn, pool, odoo), None, None
+                return res
+            await wait_any(stop, seconds=delay)
+            delay = min(delay * 2, MAX_CONNECT_BACKOFF)
+        return None
+    finally:
+        if odoo is not None:
+            await odoo.close()
+        if pool is not None:
+            await pool.close()
+
+
+async def _open_pool(settings: Settings, dsn: str, migrate_first: bool) -> asyncpg.Pool:
+    conn = await db.connect(dsn, settings.database)
+    try:
+        if migrate_first:
+            for m in await migrate.apply(conn):
+                log.info("applied migration %04d_%s", m.version, m.name)
+        status = await migrate.check(conn)
+        if not status.current:
+            raise SchemaError(
+                "the database schema is not current: "
+                + "; ".join(status.problems())
+                + " (run `syncd migrate`, or start with `syncd run --migrate`)"
+            )
+    finally:
+        await conn.close()
+    return await db.create_pool(dsn, settings.database)

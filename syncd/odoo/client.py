@@ -236,6 +236,14 @@ class OdooClient:
         """
         return await self._execute(model, method, ids, kwargs, idempotent=is_idempotent(method, kwargs))
 
+    async def ping(self) -> None:
+        """One authenticated request (``res.users.context_get``), no retries, outside the
+        concurrency limit: the daemon's readiness probe. Raises the classified error."""
+        transport = self._transport
+        if transport is None:
+            raise RuntimeError("OdooClient is not connected: use 'async with OdooClient(...)'")
+        await transport.execute("res.users", "context_get", None, {})
+
     async def _execute(
         self, model: str, method: str, ids: list[int] | None, kwargs: dict[str, Any], *, idempotent: bool
     ) -> Any:

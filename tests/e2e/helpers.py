@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,10 +21,21 @@ class Result:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The environment without any SYNCD_* setting of the machine running the tests."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
+    """The environment without any SYNCD_* setting of the machine running the tests, and with the
+    daemon's HTTP endpoint on a free port (replicas run side by side; see :func:`http_url`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_") and k != "NOTIFY_SOCKET"}
+    env["SYNCD_HTTP__LISTEN"] = "127.0.0.1:0"
     env.update(extra)
     return env
+
+
+HTTP_LINE = re.compile(r"serving /metrics, /healthz and /readyz on (http://\S+)")
+
+
+def http_url(log: str) -> str | None:
+    """The URL a daemon's HTTP endpoint bound, from its log."""
+    m = HTTP_LINE.search(log)
+    return m.group(1) if m else None
 
 
 def syncd(

@@ -1,0 +1,151 @@
+"""Readiness: is PostgreSQL reachable, is Odoo reachable, is the schema current.
+
+:class:`Health` holds the latest answer of each check (what ``/readyz`` reports) and logs one line
+when a check changes state — "PostgreSQL unreachable …", "PostgreSQL reachable again after 42 s" —
+never one per retry. :class:`HealthMonitor` probes both sides every ``daemon.probe_interval_seconds``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from syncd import db, metrics, migrate
+from syncd.aio import wait_any
+from syncd.odoo import OdooClient
+
+log = logging.getLogger("syncd.health")
+
+#: Check name → how log lines name it.
+CHECKS = {"postgres": "PostgreSQL", "odoo": "Odoo", "schema": "the database schema"}
+#: Checks that are dependencies (``syncd_dependency_up{dependency}``).
+DEPENDENCIES = ("postgres", "odoo")
+
+
+@dataclass
+class Check:
+    #: None until first checked.
+    ok: bool | None
+    detail: str
+    since: float
+
+
+class Health:
+    """The latest state of every readiness check, and whether the daemon serves at all."""
+
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self._clock = clock
+        self.checks = {name: Check(None, "not checked yet", clock()) for name in CHECKS}
+        #: The workers run (both sides were reached once); False again while shutting down.
+        self.serving = False
+        self.stopping = False
+        self._publish()
+
+    @property
+    def ready(self) -> bool:
+        return self.serving and not self.stopping and all(c.ok for c in self.checks.values())
+
+    def set(self, name: str, ok: bool, detail: str = "") -> None:
+        """Record a check's result; log when its state changes."""
+        old = self.checks[name]
+        now = self._clock()
+        what = CHECKS[name]
+        if old.ok is None:
+            if ok:
+                log.info("%s ok%s", what, f": {detail}" if detail else "")
+            else:
+                log.warning("%s not ok: %s", what, detail)
+        elif old.ok and not ok:
+            log.warning("%s is not ok any more: %s", what, detail)
+        elif not old.ok and ok:
+            log.info("%s ok again after %.0f s%s", what, now - old.since, f": {detail}" if detail else "")
+        if old.ok is ok:
+            old.detail = detail or old.detail
+        else:
+            self.checks[name] = Check(ok, detail, now)
+        self._publish()
+
+    def set_serving(self, serving: bool) -> None:
+        self.serving = serving
+        self._publish()
+
+    def set_stopping(self) -> None:
+        self.stopping = True
+        self._publish()
+
+    def report(self) -> dict[str, Any]:
+        """The body of ``/readyz``."""
+        return {
+            "ready": self.ready,
+            "serving": self.serving,
+            "stopping": self.stopping,
+            "checks": {
+                name: {"ok": bool(c.ok), "detail": c.detail, "for_seconds": round(self._clock() - c.since, 1)}
+                for name, c in self.checks.items()
+            },
+        }
+
+    def _publish(self) -> None:
+        for name in DEPENDENCIES:
+            metrics.DEPENDENCY_UP.labels(dependency=name).set(1 if self.checks[name].ok else 0)
+        metrics.READY.set(1 if self.ready else 0)
+
+
+class HealthMonitor:
+    """Probes PostgreSQL (and the schema version) and Odoo on an interval; a daemon component."""
+
+    def __init__(
+        self, health: Health, pool: asyncpg.Pool, odoo: OdooClient, *, interval: float, timeout: float
+    ) -> None:
+        self.health = health
+        self.pool = pool
+        self.odoo = odoo
+        self.interval = interval
+        self.timeout = timeout
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Probe until ``stop``."""
+        while not stop.is_set():
+            await self.probe()
+            await wait_any(stop, seconds=self.interval)
+
+    async def probe(self) -> None:
+        await asyncio.gather(self.probe_postgres(), self.probe_odoo())
+
+    async def probe_postgres(self) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                with db.translate_errors("probing PostgreSQL"):
+                    async with self.pool.acquire() as conn:
+                        status = await migrate.check(conn)
+        except TimeoutError:
+            self.health.set("postgres", False, f"no answer within {self.timeout:.0f} s")
+            return
+        except Exception as e:
+            self.health.set("postgres", False, str(e) or type(e).__name__)
+            return
+        self.health.set("postgres", True)
+        self.health.set("schema", status.current, schema_detail(status))
+
+    async def probe_odoo(self) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.odoo.ping()
+        except TimeoutError:
+            self.health.set("odoo", False, f"no answer within {self.timeout:.0f} s")
+            return
+        except Exception as e:
+            self.health.set("odoo", False, str(e) or type(e).__name__)
+            return
+        self.health.set("odoo", True)
+
+
+def schema_detail(status: migrate.SchemaStatus) -> str:
+    if status.current:
+        return f"version {status.version}"
+    return "; ".join(status.problems())
