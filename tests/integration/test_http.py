@@ -63,7 +63,9 @@ async def test_metrics_is_the_prometheus_text_format(server: HttpServer) -> None
 
 async def test_a_taken_port_is_a_clear_error(server: HttpServer) -> None:
     other = HttpServer(f"127.0.0.1:{server.port}", Health())
-    with pytest.raises(SyncdError, match=r"http.listen 127.0.0.1:\d+: cannot listen: the address is already in use"):
+    with pytest.raises(
+        SyncdError, match=r"http.listen 127.0.0.1:\d+: cannot listen: the address is already in use"
+    ):
         await other.start()
 
 

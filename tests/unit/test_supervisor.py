@@ -46,7 +46,9 @@ def supervisor(components: list[Component], pauses: Pauses, **kw: Any) -> Superv
     return Supervisor(components, grace_seconds=kw.pop("grace_seconds", 5.0), pause=pauses, **kw)
 
 
-async def test_a_crashed_component_is_restarted_with_doubling_pauses(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_crashed_component_is_restarted_with_doubling_pauses(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     flaky, pauses, restarted = Flaky(crashes=5), Pauses(), []
     sup = supervisor(
         [Component("cdc", flaky.run)], pauses, backoff_initial=1, backoff_max=4, max_restarts=10,
@@ -63,7 +65,9 @@ async def test_a_crashed_component_is_restarted_with_doubling_pauses(caplog: pyt
     assert len(lines) == 5 and lines[0].startswith("cdc crashed: RuntimeError('boom 1')")
 
 
-async def test_a_component_that_returns_on_its_own_counts_as_crashed(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_component_that_returns_on_its_own_counts_as_crashed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     flaky, pauses = Flaky(crashes=1, returns=True), Pauses()
     sup = supervisor([Component("outbox", flaky.run)], pauses)
     running = asyncio.create_task(sup.run())
@@ -76,7 +80,9 @@ async def test_a_component_that_returns_on_its_own_counts_as_crashed(caplog: pyt
 
 async def test_it_gives_up_when_a_component_keeps_crashing(caplog: pytest.LogCaptureFixture) -> None:
     crashing, healthy, pauses = Flaky(crashes=1000), Flaky(crashes=0), Pauses()
-    sup = supervisor([Component("cdc", crashing.run), Component("outbox", healthy.run)], pauses, max_restarts=3)
+    sup = supervisor(
+        [Component("cdc", crashing.run), Component("outbox", healthy.run)], pauses, max_restarts=3
+    )
     assert await asyncio.wait_for(sup.run(), 5) is False
     assert sup.gave_up == "cdc"
     assert crashing.runs == 4  # the first run and 3 restarts
