@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from syncd import db
+from syncd import db, metrics
 from syncd.aio import wait_any
 from syncd.cdc.poller import ModelPoller, PollResult, ReconcileResult
 from syncd.config import Settings
@@ -59,6 +59,11 @@ class CdcService:
             )
             for m in settings.cdc.models
         }
+        for name in self.pollers:
+            # Every model's counters exist from the start at 0, so that rate()/increase() in the
+            # alert rules see the first record and the first error too.
+            metrics.CDC_RECORDS.labels(model=name)
+            metrics.CDC_ERRORS.labels(model=name)
         self.leading: set[str] = set()
         #: Set whenever this replica starts leading a model (tests wait on it).
         self.leadership_changed = asyncio.Event()
