@@ -55,7 +55,7 @@ def defined() -> dict[str, MetricWrapperBase]:
     """The metric objects of syncd.metrics by exposed name."""
     suffix = {"counter": "_total", "info": "_info"}
     return {
-        m._name + suffix.get(m._type, ""): m
+        m._name + suffix.get(m._type or "", ""): m
         for m in vars(metrics).values()
         if isinstance(m, MetricWrapperBase)
     }
