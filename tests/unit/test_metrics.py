@@ -97,3 +97,10 @@ def test_odoo_error_series_exist_from_a_methods_first_request() -> None:
     assert errors_counted("transient") == 1.0
     assert errors_counted("permanent") == 2.0
     assert REGISTRY.get_sample_value("syncd_odoo_request_seconds_count", {"method": method}) == 4.0
+
+
+@pytest.mark.parametrize("component", ["cdc", "outbox", "http"])
+def test_restart_series_exist_before_the_first_restart(component: str) -> None:
+    # increase() cannot see the first restart of a series that is born at 1.
+    value = REGISTRY.get_sample_value("syncd_component_restarts_total", {"component": component})
+    assert value is not None
