@@ -47,6 +47,8 @@ def instance_id(settings: Settings) -> str:
 
 #: Longest pause between attempts to reach PostgreSQL or Odoo at start-up.
 MAX_CONNECT_BACKOFF = 30.0
+#: While waiting for a dependency at start: how much longer than the next attempt systemd waits.
+START_TIMEOUT_STEP = 60.0
 
 
 @dataclass
@@ -160,7 +162,9 @@ async def run_forever(
         running = asyncio.create_task(supervisor.run(), name="supervisor")
         try:
             async with db.open_dsn(settings.database) as dsn:
-                res = await _reach_both_sides(settings, dsn, health, supervisor.stopping, migrate_first)
+                res = await _reach_both_sides(
+                    settings, dsn, health, supervisor.stopping, migrate_first, notifier
+                )
                 if res is not None:
                     try:
                         _start_workers(settings, res, health, supervisor)
@@ -228,10 +232,18 @@ def _start_workers(settings: Settings, res: Resources, health: Health, superviso
 
 
 async def _reach_both_sides(
-    settings: Settings, dsn: str, health: Health, stop: asyncio.Event, migrate_first: bool
+    settings: Settings,
+    dsn: str,
+    health: Health,
+    stop: asyncio.Event,
+    migrate_first: bool,
+    notifier: SystemdNotifier,
 ) -> Resources | None:
     """Open the pool (schema checked) and connect the Odoo client, waiting for whichever side is
-    unreachable; None if ``stop`` came first. Permanent problems raise."""
+    unreachable; None if ``stop`` came first. Permanent problems raise.
+
+    While it waits, systemd's start timeout is extended step by step: an Odoo outage at boot is
+    waited out instead of turning into a restart loop, and a start that hangs is still killed."""
     pool: asyncpg.Pool | None = None
     odoo: OdooClient | None = None
     delay = 1.0
@@ -261,6 +273,8 @@ async def _reach_both_sides(
             if pool is not None and odoo is not None:
                 res, pool, odoo = Resources(dsn, pool, odoo), None, None
                 return res
+            missing = " and ".join(name for name, up in (("PostgreSQL", pool), ("Odoo", odoo)) if up is None)
+            notifier.extend_timeout(delay + START_TIMEOUT_STEP, f"waiting for {missing}")
             await wait_any(stop, seconds=delay)
             delay = min(delay * 2, MAX_CONNECT_BACKOFF)
         return None

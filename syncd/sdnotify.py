@@ -70,6 +70,11 @@ class SystemdNotifier:
         """WATCHDOG=1: still alive; systemd kills and restarts us if these stop for ``WatchdogSec``."""
         self._send({"WATCHDOG": "1"})
 
+    def extend_timeout(self, seconds: float, status: str | None = None) -> None:
+        """EXTEND_TIMEOUT_USEC=…: start-up goes on (waiting for a dependency); systemd allows this
+        much more time from now before ``TimeoutStartSec`` kills us (systemd ≥ 236)."""
+        self._send({"EXTEND_TIMEOUT_USEC": str(int(seconds * 1_000_000)), "STATUS": status})
+
     def stopping(self, status: str | None = None) -> None:
         """STOPPING=1: shutdown has begun (so a slow drain is not taken for a hang)."""
         self._send({"STOPPING": "1", "STATUS": status})

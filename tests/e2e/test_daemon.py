@@ -301,27 +301,38 @@ async def test_odoo_unreachable_at_start_the_daemon_waits_then_starts_by_itself(
     with socket.socket() as s:  # a port nobody listens on yet
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    daemon = await Daemon(daemon_env(db_dsn, f"http://127.0.0.1:{port}"), tmp_path / "syncd.log").start()
-    try:
-        url = await started(daemon)
-        assert (await get(url + "/readyz"))[0] == 503
-        assert (await get(url + "/healthz"))[0] == 200
+    with notify_socket(tmp_path) as ns:
+        env = daemon_env(db_dsn, f"http://127.0.0.1:{port}", NOTIFY_SOCKET=str(ns.path))
+        daemon = await Daemon(env, tmp_path / "syncd.log").start()
+        try:
+            await waits_then_starts(daemon, ns, port)
+        finally:
+            await daemon.kill()
 
-        async def waiting_logged() -> bool:
-            return "Odoo not ok" in daemon.log_path.read_text()
 
-        await wait_until(waiting_logged, within=15, what="the daemon to say it waits for Odoo")
-        async with FakeOdooServer(FakeOdoo(demo_data=True), port=port):
-            await daemon.wait_ready(within=60)
+async def waits_then_starts(daemon: Daemon, ns: NotifySocket, port: int) -> None:
+    # systemd hears that start-up goes on, and why; READY only once Odoo answers.
+    await ns.wait_for("STATUS=waiting for Odoo")
+    assert any("EXTEND_TIMEOUT_USEC=" in m for m in ns.messages)
+    assert ns.count("READY=1") == 0
+    url = await started(daemon)
+    assert (await get(url + "/readyz"))[0] == 503
+    assert (await get(url + "/healthz"))[0] == 200
 
-            async def ready() -> bool:
-                return (await get(url + "/readyz"))[0] == 200
+    async def waiting_logged() -> bool:
+        return "Odoo not ok" in daemon.log_path.read_text()
 
-            await wait_until(ready, within=15, what="/readyz 200")
-            assert daemon.log_path.read_text().count("Odoo not ok") == 1
-            assert await daemon.terminate() == 0
-    finally:
-        await daemon.kill()
+    await wait_until(waiting_logged, within=15, what="the daemon to say it waits for Odoo")
+    async with FakeOdooServer(FakeOdoo(demo_data=True), port=port):
+        await daemon.wait_ready(within=60)
+
+        async def ready() -> bool:
+            return (await get(url + "/readyz"))[0] == 200
+
+        await wait_until(ready, within=15, what="/readyz 200")
+        await ns.wait_for("READY=1")
+        assert daemon.log_path.read_text().count("Odoo not ok") == 1
+        assert await daemon.terminate() == 0
 
 
 async def test_a_second_sigterm_exits_at_once(db_dsn: str, odoo: FakeOdooServer, tmp_path: Path) -> None:

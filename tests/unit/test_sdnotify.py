@@ -65,6 +65,8 @@ def test_each_message_is_one_datagram_of_key_value_lines(
     assert systemd.recv(4096) == b"STOPPING=1\nSTATUS=draining"
     notifier.stopping()
     assert systemd.recv(4096) == b"STOPPING=1"
+    notifier.extend_timeout(61.5, "waiting for Odoo")
+    assert systemd.recv(4096) == b"EXTEND_TIMEOUT_USEC=61500000\nSTATUS=waiting for Odoo"
 
 
 def test_a_status_cannot_forge_another_line(notifier: SystemdNotifier, systemd: socket.socket) -> None:
