@@ -177,7 +177,7 @@ spec:
         - name: SYNCD_HTTP__LISTEN
           value: {{ include "syncd.listen" $root | quote }}
         - name: SYNCD_DAEMON__SHUTDOWN_GRACE_SECONDS
-          value: {{ $values.daemon.shutdownGraceSeconds | quote }}
+          value: {{ $values.daemon.shutdownGraceSeconds | int | quote }}
         - name: SYNCD_DAEMON__INSTANCE_ID
           valueFrom:
             fieldRef:
@@ -248,9 +248,9 @@ spec:
         # Only the keys syncd uses, under fixed file names; a missing key stops the pod from starting
         # with an event that names it.
         items:
-          - key: {{ $values.secret.keys.dsn }}
+          - key: {{ $values.secret.keys.dsn | quote }}
             path: dsn
-          - key: {{ include "syncd.odooSecretKey" $root }}
+          - key: {{ include "syncd.odooSecretKey" $root | quote }}
             path: {{ if eq $values.secret.odooAuth "password" }}odoo-password{{ else }}odoo-api-key{{ end }}
     - name: tmp
       emptyDir:
