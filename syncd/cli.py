@@ -187,9 +187,10 @@ def cmd_fake_odoo(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from syncd import loop
     from syncd.demo import run_demo
 
-    return asyncio.run(run_demo(sys.stdout, args.seconds))
+    return loop.run(run_demo(sys.stdout, args.seconds))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

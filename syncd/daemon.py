@@ -117,6 +117,7 @@ async def run_forever(
     migrate_first: bool = False,
     notifier: SystemdNotifier | None = None,
     on_listening: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> bool:
     """The daemon (``syncd run``): serve HTTP at once, reach both sides (waiting for them as long as
     it takes), then run the CDC service and the outbox consumer under a :class:`Supervisor` until
@@ -124,7 +125,8 @@ async def run_forever(
 
     Returns False when the supervisor gave up on a component that kept crashing (the process should
     exit non-zero so that systemd or Kubernetes restart it). Permanent start-up problems (schema not
-    current, credentials refused, the HTTP port taken) raise.
+    current, credentials refused, the HTTP port taken) raise. ``stop``, when given, ends the daemon
+    like a signal does (``syncd demo`` uses it); ``on_listening`` is told the HTTP endpoint's URL.
     """
     notifier = notifier if notifier is not None else SystemdNotifier.from_env()
     loop = asyncio.get_running_loop()
@@ -160,6 +162,9 @@ async def run_forever(
         if notifier.watchdog_interval:
             supervisor.start(Component("watchdog", _watchdog(notifier), phase=1))
         running = asyncio.create_task(supervisor.run(), name="supervisor")
+        if stop is not None:
+            stop_watch = asyncio.create_task(_on_stop(stop, health, notifier, supervisor))
+            running.add_done_callback(lambda _t: stop_watch.cancel())
         try:
             async with db.open_dsn(settings.database) as dsn:
                 res = await _reach_both_sides(
@@ -192,6 +197,13 @@ async def run_forever(
         return False
     log.info("syncd stopped")
     return True
+
+
+async def _on_stop(stop: asyncio.Event, health: Health, notifier: SystemdNotifier, sup: Supervisor) -> None:
+    await stop.wait()
+    health.set_stopping()
+    notifier.stopping("stopping")
+    sup.shutdown()
 
 
 def _watchdog(notifier: SystemdNotifier) -> Callable[[asyncio.Event], Awaitable[None]]:

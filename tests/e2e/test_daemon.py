@@ -131,7 +131,13 @@ async def test_both_directions_metrics_systemd_and_a_clean_sigterm_mid_traffic(
 ) -> None:
     fake = odoo.fake
     with notify_socket(tmp_path) as ns:
-        env = daemon_env(db_dsn, odoo.url, NOTIFY_SOCKET=str(ns.path), WATCHDOG_USEC="400000")
+        env = daemon_env(
+            db_dsn,
+            odoo.url,
+            NOTIFY_SOCKET=str(ns.path),
+            WATCHDOG_USEC="400000",
+            SYNCD_OUTBOX__BATCH_SIZE="10",
+        )
         daemon = await Daemon(env, tmp_path / "syncd.log").start()
         conn = await asyncpg.connect(db_dsn)
         try:
@@ -194,7 +200,8 @@ async def test_both_directions_metrics_systemd_and_a_clean_sigterm_mid_traffic(
                 assert spec_name in names, spec_name
 
             # Traffic, then SIGTERM while events are being delivered.
-            fake.faults.latency_seconds = 0.02
+            # Slow Odoo calls (0.2 s for 10 events) keep deliveries in flight when SIGTERM comes.
+            fake.faults.latency_seconds = 0.2
             await conn.execute(
                 "select syncd.enqueue('res.partner', 'upsert', 'k-' || i, jsonb_build_object('name', 'n' || i))"
                 " from generate_series(1, 400) i"
@@ -225,11 +232,13 @@ async def test_both_directions_metrics_systemd_and_a_clean_sigterm_mid_traffic(
             assert counts.get("inflight", 0) == 0, counts
             assert counts.get("dead", 0) == 0, counts
             assert counts.get("done", 0) >= 6, counts
+            assert counts.get("pending", 0) > 0, counts  # stopped mid-traffic: the rest was given back
 
             # Whatever was given back is delivered by the next run; nothing was lost.
             fake.faults.latency_seconds = 0.0
             again = await Daemon(env, tmp_path / "syncd-2.log").start()
             try:
+                await again.wait_ready()
 
                 async def all_done() -> bool:
                     return not await conn.fetchval("select count(*) from syncd.outbox where status <> 'done'")
