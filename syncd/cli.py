@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -249,19 +250,52 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2, default=str))
         return EXIT_OK
-    print(f"{'MODEL':<28} {'PHASE':<12} {'CURSOR':<20} {'LAG':>8} {'ROWS':>10}  LAST ERROR")
+    rows = [("MODEL", "PHASE", "CURSOR", "SINCE OK", "RECONCILED", "ROWS", "LAST ERROR")]
     for m in status["models"]:
-        lag = "-" if m["lag_seconds"] is None else f"{m['lag_seconds']:.0f}s"
-        cursor = m["cursor"] or "-"
-        print(
-            f"{m['model']:<28} {m['phase']:<12} {cursor:<20} {lag:>8} {m['rows_mirrored']:>10}  {m['last_error'] or ''}"
+        rows.append(
+            (
+                m["model"],
+                m["phase"],
+                m["cursor"] or "-",
+                _ago(m["lag_seconds"]),
+                _ago(m["reconcile_age_seconds"]),
+                str(m["rows_mirrored"]),
+                (m["last_error"] or "").splitlines()[0][:80] if m["last_error"] else "",
+            )
         )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print(
+            "  ".join(
+                c.ljust(w) if i != 5 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False))
+            )
+            + "  "
+            + r[-1]
+        )
+    if not status["models"]:
+        print("(no [[cdc.models]] configured)")
     ob = status["outbox"]
     counts = ", ".join(f"{k} {v}" for k, v in ob["events"].items())
-    print(
-        f"\noutbox: {counts}; oldest pending {ob['oldest_pending_age_seconds']:.0f}s; dead letters {ob['events']['dead']}"
-    )
+    print(f"\noutbox: {counts}; oldest pending {_ago(ob['oldest_pending_age_seconds'])}")
+    if ob["events"]["dead"]:
+        print(
+            f"dead letters: {ob['events']['dead']} — inspect with `syncd outbox list --status dead`, "
+            "redrive with `syncd outbox retry ID…|--all-dead`"
+        )
+    failing = [m["model"] for m in status["models"] if m["last_error"]]
+    if failing:
+        print(f"models with errors: {', '.join(failing)} — see the LAST ERROR column and the daemon's log")
     return EXIT_OK
+
+
+def _ago(seconds: float | None) -> str:
+    """A duration at a glance: 42s, 7m, 3h, 2d (``-`` when unknown)."""
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
 
 
 async def _status(settings: Settings) -> dict[str, Any]:
@@ -290,6 +324,9 @@ async def _status(settings: Settings) -> dict[str, Any]:
                 "rows_mirrored": st["rows_mirrored"] if st else 0,
                 "last_success_at": last,
                 "last_reconcile_at": st["last_reconcile_at"] if st else None,
+                "reconcile_age_seconds": (now - st["last_reconcile_at"]).total_seconds()
+                if st and st["last_reconcile_at"]
+                else None,
                 "last_error": st["last_error"] if st else None,
             }
         )
@@ -380,3 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_UNAVAILABLE if e.transient else EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `syncd status --json | head`: the reader left; not an error of ours
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
+        return EXIT_OK
