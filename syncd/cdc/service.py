@@ -100,13 +100,20 @@ class CdcService:
     async def run(self, stop: asyncio.Event) -> None:
         """Hold leadership of as many models as possible and poll them until ``stop`` is set."""
         interval = self.settings.cdc.interval_seconds
+        unreachable = False
         while not stop.is_set():
             try:
                 lock_conn = await db.connect(self.dsn, self.settings.database)
             except SyncdError as e:
-                log.warning("cdc: cannot reach PostgreSQL for leadership (%s); retrying", e)
+                # Once per outage, not once per attempt.
+                if not unreachable:
+                    log.warning("cdc: cannot reach PostgreSQL for leadership (%s); retrying", e)
+                unreachable = True
                 await wait_any(stop, seconds=interval)
                 continue
+            if unreachable:
+                log.info("cdc: PostgreSQL reachable again; taking the models' leadership")
+                unreachable = False
             try:
                 await self._lead(lock_conn, stop)
             finally:
