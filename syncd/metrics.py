@@ -7,10 +7,13 @@ every name they use is defined here.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, Info
+from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_metrics
 
 from syncd import __version__
 from syncd.errors import SyncdError
+
+# No `*_created` series: they double the counter series and no dashboard or alert reads them.
+disable_created_metrics()
 
 # ------------------------------------------------------------------------------------------ CDC
 CDC_RECORDS = Counter(

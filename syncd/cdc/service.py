@@ -156,6 +156,11 @@ class CdcService:
             for task in tasks.values():
                 task.cancel()
             await asyncio.gather(*tasks.values(), return_exceptions=True)
+            for name in tasks:
+                # Not ours any more: another replica reports its lag now (a stale, growing series
+                # here would look like a stuck model).
+                with contextlib.suppress(KeyError):
+                    metrics.CDC_LAG.remove(name)
 
     async def _poll_loop(self, name: str, stop: asyncio.Event, lost: asyncio.Event) -> None:
         poller = self.pollers[name]
