@@ -13,7 +13,7 @@ from syncd import __version__
 from syncd.errors import SyncdError
 
 # No `*_created` series: they double the counter series and no dashboard or alert reads them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # ------------------------------------------------------------------------------------------ CDC
 CDC_RECORDS = Counter(
