@@ -79,6 +79,40 @@ select pg_try_advisory_lock(1937337955, hashtext($1));
 -- cdc_leader_unlock --
 select pg_advisory_unlock(1937337955, hashtext($1));
 
+-- cdc_lease_take --
+-- Leadership behind a transaction-mode pooler, in one short statement: for holder $2, take or
+-- renew for $3 seconds the lease of every model of $1 that is free, expired or already its own.
+-- Returns the models $2 holds now. Rows are visited in model order, so two replicas never lock
+-- them in opposite orders.
+insert into syncd.cdc_leases as l (model, holder, lease_until)
+select m.model, $2, now() + make_interval(secs => $3)
+from unnest($1::text[]) as m(model)
+order by m.model
+on conflict (model) do update
+set holder = excluded.holder, lease_until = excluded.lease_until,
+    acquired_at = case when l.holder = excluded.holder then l.acquired_at else now() end
+where l.lease_until < now() or l.holder = excluded.holder
+returning l.model;
+
+-- cdc_lease_hold --
+-- First statement of every mirror transaction behind a transaction-mode pooler: the lease of $1
+-- is still $2's and valid (and renewed for $3 seconds). The row stays locked until the commit, so
+-- nobody takes the model over while this transaction can still write its rows and cursor. Nothing
+-- returned: the lease is gone, roll back. clock_timestamp(), not the transaction's start.
+update syncd.cdc_leases
+set lease_until = greatest(lease_until, clock_timestamp() + make_interval(secs => $3))
+where model = $1 and holder = $2 and lease_until > clock_timestamp()
+returning lease_until;
+
+-- cdc_lease_release --
+-- Clean shutdown: hand the models over at once instead of letting their leases run out.
+delete from syncd.cdc_leases where model = any($1::text[]) and holder = $2;
+
+-- cdc_lease_list --
+select model, holder, lease_until, acquired_at, lease_until > now() as valid
+from syncd.cdc_leases
+order by model;
+
 -- outbox_status_counts --
 select status, count(*) as n from syncd.outbox group by status;
 
