@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -81,6 +81,9 @@ class ModelPoller:
         self._upsert_sql = ""
         self._converters: list[Any] = []
         self.caught_up_at: float | None = None
+        #: Awaited inside every mirror transaction before it writes; raising rolls it back.
+        #: CdcService checks there that this replica still holds the model's lease.
+        self.guard: Callable[[db.Connection], Awaitable[None]] | None = None
 
     @property
     def name(self) -> str:
@@ -189,6 +192,8 @@ class ModelPoller:
         that users' triggers on mirror tables can tell it apart and not enqueue it back to Odoo."""
         async with db.transaction(self.pool, f"mirroring {self.name}") as conn:
             await conn.execute(db.queries["cdc_mark_origin"])
+            if self.guard is not None:
+                await self.guard(conn)
             yield conn
 
     async def _upsert(self, conn: db.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
