@@ -100,6 +100,12 @@ class DatabaseSettings(_Section):
     #: 0 disables asyncpg's prepared-statement cache: needed behind a transaction-mode pooler
     #: (PgBouncer, Supabase port 6543).
     statement_cache_size: int = Field(default=100, ge=0)
+    #: What ``dsn`` reaches. "none" (PostgreSQL itself) and "session" (a session-mode pooler such as
+    #: Supabase's port 5432) keep a server connection per client connection, so LISTEN and
+    #: session-level advisory locks work. "transaction" (PgBouncer ``pool_mode = transaction``,
+    #: Supabase's port 6543) hands out a server connection per transaction: syncd then keeps no
+    #: session state — no prepared-statement cache, no LISTEN, CDC leadership by lease rows.
+    pooler: Literal["none", "session", "transaction"] = "none"
     connect_timeout_seconds: PositiveSeconds = 10.0
     command_timeout_seconds: PositiveSeconds = 60.0
 
@@ -123,7 +129,16 @@ class DatabaseSettings(_Section):
                 raise ValueError("database.dsn: expected a postgresql:// URL (the value is not shown)")
         if self.pool_min_size > self.pool_max_size:
             raise ValueError("database.pool_min_size: must not exceed database.pool_max_size")
+        if self.pooler == "transaction":
+            # A cached statement is prepared on one server connection and executed on another.
+            object.__setattr__(self, "statement_cache_size", 0)
         return self
+
+    @property
+    def session_state(self) -> bool:
+        """False behind a transaction-mode pooler: nothing may outlive a transaction (no LISTEN,
+        no session-level advisory lock, no named prepared statement)."""
+        return self.pooler != "transaction"
 
     @property
     def embedded(self) -> bool:
@@ -262,6 +277,14 @@ class Settings(_Section):
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _pooler(self) -> Settings:
+        if not self.database.session_state and self.outbox.listen:
+            # LISTEN through a transaction-mode pooler "succeeds" on a server connection that is
+            # handed to someone else after the statement: notifications never arrive. Poll instead.
+            object.__setattr__(self, "outbox", self.outbox.model_copy(update={"listen": False}))
+        return self
 
 
 # ------------------------------------------------------------------------------------------ loading

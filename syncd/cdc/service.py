@@ -1,9 +1,18 @@
 """Runs the pollers of every configured model, each in exactly one replica at a time.
 
-Leadership is a session-level PostgreSQL advisory lock per model, held on a dedicated connection:
-when a replica dies its connection closes, the locks are released, and another replica takes the
-models over at its next attempt (every ``cdc.interval_seconds``). A replica that loses its lock
-connection stops polling at once, before it could race the new leader.
+Leadership comes in two kinds, chosen by ``database.pooler``:
+
+- **Advisory locks** (``none``, ``session``): a session-level PostgreSQL advisory lock per model,
+  held on a dedicated connection. When a replica dies its connection closes, the locks are released,
+  and another replica takes the models over at its next attempt (every ``cdc.interval_seconds``). A
+  replica that loses its lock connection stops polling at once, before it could race the new leader.
+- **Leases** (``transaction``): behind a transaction-mode pooler a session lock would stay on
+  whichever server connection took it, long after the replica is gone, so leadership is a row per
+  model in ``syncd.cdc_leases`` instead. One short statement every interval takes or renews the
+  leases (for :func:`lease_seconds`); a lease that is not renewed runs out and another replica takes
+  the model. Time alone cannot fence a replica that stalls (GC pause, SIGSTOP, a slow network), so
+  every mirror transaction first re-checks and locks its model's lease row and rolls back when the
+  lease is no longer its own: a replica whose lease ran out never commits over the new leader.
 """
 
 from __future__ import annotations
@@ -11,7 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -20,13 +33,27 @@ from syncd import db, metrics
 from syncd.aio import wait_any
 from syncd.cdc.poller import ModelPoller, PollResult, ReconcileResult
 from syncd.config import Settings
-from syncd.errors import SyncdError
+from syncd.errors import DatabaseUnavailable, SyncdError
 from syncd.odoo import OdooClient
 
 log = logging.getLogger("syncd.cdc")
 
 #: Upper bound of the pause after a failed poll (doubling from interval_seconds).
 MAX_ERROR_BACKOFF = 300.0
+#: A lease lasts this many poll intervals (renewed every interval: two renewals may fail) …
+LEASE_INTERVALS = 3
+#: … but never less than this, so that a short interval does not turn a hiccup into a takeover.
+MIN_LEASE_SECONDS = 5.0
+
+
+def lease_seconds(interval_seconds: float) -> float:
+    """How long a CDC lease lasts without renewal (``database.pooler = "transaction"``)."""
+    return max(LEASE_INTERVALS * interval_seconds, MIN_LEASE_SECONDS)
+
+
+class LeaseLost(SyncdError):
+    """A mirror transaction found that this replica no longer holds the model's lease; nothing of
+    it was committed."""
 
 
 @dataclass
@@ -40,7 +67,11 @@ class OnceReport:
 
 
 class CdcService:
-    """The Odoo → PostgreSQL direction of the daemon."""
+    """The Odoo → PostgreSQL direction of the daemon.
+
+    ``leading`` is the set of models this replica polls right now; ``leadership_changed`` is set
+    whenever it starts polling one (tests wait on it). Both hold for either kind of leadership.
+    """
 
     def __init__(
         self,
@@ -53,6 +84,8 @@ class CdcService:
     ) -> None:
         self.settings = settings
         self.dsn = dsn
+        self.pool = pool
+        self.dry_run = dry_run
         self.pollers = {
             m.model: ModelPoller(
                 m, settings.cdc, settings.database.mirror_schema, odoo, pool, dry_run=dry_run
@@ -67,28 +100,33 @@ class CdcService:
         self.leading: set[str] = set()
         #: Set whenever this replica starts leading a model (tests wait on it).
         self.leadership_changed = asyncio.Event()
+        #: Leases instead of advisory locks: the DSN goes through a transaction-mode pooler.
+        self.by_lease = not settings.database.session_state
+        self.lease_seconds = lease_seconds(settings.cdc.interval_seconds)
+        # The instance id names the replica for operators; the token tells apart two services that
+        # share one (a restarted service, a `syncd --once` next to the daemon with the same config),
+        # so that neither can renew — or commit under — the other's lease.
+        instance = settings.daemon.instance_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.holder = f"{instance}/{secrets.token_hex(4)}"
+        if self.by_lease:
+            for name, poller in self.pollers.items():
+                poller.guard = self._lease_guard(name)
 
     # -------------------------------------------------------------------------------------- once
     async def run_once(self) -> OnceReport:
         """Poll every model until caught up, then reconcile it; models another replica polls right
         now are skipped."""
+        if self.by_lease:
+            return await self._once_by_lease()
         report = OnceReport()
         lock_conn = await db.connect(self.dsn, self.settings.database)
         try:
             for name, poller in self.pollers.items():
                 if not await self._try_lock(lock_conn, name):
-                    log.warning(
-                        "%s is being polled by another syncd right now: skipped", name, extra={"model": name}
-                    )
-                    report.skipped.append(name)
+                    self._skip(report, name)
                     continue
                 try:
-                    report.polls[name] = await poller.poll()
-                    report.reconciles[name] = await poller.reconcile()
-                except SyncdError as e:
-                    log.error("%s: %s", name, e, extra={"model": name})
-                    report.errors[name] = str(e)
-                    await poller.record_error(e)
+                    await self._once(report, name, poller)
                 finally:
                     with db.translate_errors("releasing the model lock"):
                         await lock_conn.fetchval(db.queries["cdc_leader_unlock"], name)
@@ -96,9 +134,60 @@ class CdcService:
             await lock_conn.close()
         return report
 
+    async def _once_by_lease(self) -> OnceReport:
+        report = OnceReport()
+        for name, poller in self.pollers.items():
+            if self.dry_run:
+                # A dry run writes nothing, not even a lease: it only stays away from held models.
+                if name in await self._leased_by_others():
+                    self._skip(report, name)
+                    continue
+                await self._once(report, name, poller)
+                continue
+            if name not in await self._take_leases([name]):
+                self._skip(report, name)
+                continue
+            # One page can take longer than a lease (a slow Odoo, retries): renew meanwhile.
+            renewing = asyncio.create_task(self._keep_lease(name), name=f"cdc lease {name}")
+            try:
+                await self._once(report, name, poller)
+            except LeaseLost:
+                log.warning("%s: lost its lease to another syncd; stopped", name, extra={"model": name})
+                report.skipped.append(name)
+            finally:
+                renewing.cancel()
+                await asyncio.gather(renewing, return_exceptions=True)
+                await self._release_leases([name])
+        return report
+
+    async def _once(self, report: OnceReport, name: str, poller: ModelPoller) -> None:
+        try:
+            report.polls[name] = await poller.poll()
+            report.reconciles[name] = await poller.reconcile()
+        except LeaseLost:
+            raise
+        except SyncdError as e:
+            log.error("%s: %s", name, e, extra={"model": name})
+            report.errors[name] = str(e)
+            await poller.record_error(e)
+
+    @staticmethod
+    def _skip(report: OnceReport, name: str) -> None:
+        log.warning("%s is being polled by another syncd right now: skipped", name, extra={"model": name})
+        report.skipped.append(name)
+
+    async def _keep_lease(self, name: str) -> None:
+        while True:
+            await asyncio.sleep(self.settings.cdc.interval_seconds)
+            with contextlib.suppress(SyncdError):  # the next mirror transaction tells for sure
+                await self._take_leases([name])
+
     # --------------------------------------------------------------------------------------- run
     async def run(self, stop: asyncio.Event) -> None:
         """Hold leadership of as many models as possible and poll them until ``stop`` is set."""
+        if self.by_lease:
+            await self._run_by_lease(stop)
+            return
         interval = self.settings.cdc.interval_seconds
         unreachable = False
         while not stop.is_set():
@@ -136,9 +225,7 @@ class CdcService:
                         lost.set()
                         break
                     if got:
-                        log.info("now polling %s on this replica", name, extra={"model": name})
-                        self.leading.add(name)
-                        self.leadership_changed.set()
+                        self._started(name)
                         tasks[name] = asyncio.create_task(
                             self._poll_loop(name, stop, lost), name=f"cdc {name}"
                         )
@@ -156,11 +243,111 @@ class CdcService:
             for task in tasks.values():
                 task.cancel()
             await asyncio.gather(*tasks.values(), return_exceptions=True)
-            for name in tasks:
-                # Not ours any more: another replica reports its lag now (a stale, growing series
-                # here would look like a stuck model).
-                with contextlib.suppress(KeyError):
-                    metrics.CDC_LAG.remove(name)
+
+    def _started(self, name: str) -> None:
+        log.info("now polling %s on this replica", name, extra={"model": name})
+        self.leading.add(name)
+        self.leadership_changed.set()
+
+    async def _run_by_lease(self, stop: asyncio.Event) -> None:
+        """Leadership by lease rows: every interval, one statement takes or renews the leases of
+        every model; a model whose lease is no longer returned is stopped at once. When renewals
+        fail for as long as a lease lasts (PostgreSQL unreachable), every model is stopped: by then
+        another replica may have taken them."""
+        interval = self.settings.cdc.interval_seconds
+        names = sorted(self.pollers)
+        tasks: dict[str, asyncio.Task[None]] = {}
+        lost: dict[str, asyncio.Event] = {}
+        valid_until = 0.0  # monotonic time until which the leases last confirmed are surely ours
+        unreachable = False
+        took_any = False
+
+        def stop_polling(name: str, why: str) -> None:
+            lost[name].set()  # the loop stops before its next poll; the task is cancelled below
+            tasks[name].cancel()
+            self.leading.discard(name)
+            log.warning("stopped polling %s on this replica: %s", name, why, extra={"model": name})
+
+        try:
+            while not stop.is_set():
+                for name in [n for n, t in tasks.items() if t.done()]:
+                    # Its loop ended on LeaseLost (a commit found the lease gone): try again below.
+                    del tasks[name], lost[name]
+                    self.leading.discard(name)
+                asked = time.monotonic()
+                try:
+                    held = await self._take_leases(names)
+                except SyncdError as e:
+                    if not unreachable:
+                        log.warning("cdc: cannot renew the models' leases (%s); retrying", e)
+                    unreachable = True
+                    if tasks and time.monotonic() >= valid_until:
+                        for name in list(tasks):
+                            stop_polling(name, "its lease could not be renewed in time")
+                else:
+                    if unreachable:
+                        log.info("cdc: PostgreSQL reachable again; renewing the models' leases")
+                        unreachable = False
+                    # Counted from before the statement was sent: the server's lease ends later.
+                    valid_until = asked + self.lease_seconds
+                    for name in names:
+                        if name in held and name not in tasks:
+                            took_any = True
+                            lost[name] = asyncio.Event()
+                            self._started(name)
+                            tasks[name] = asyncio.create_task(
+                                self._poll_loop(name, stop, lost[name]), name=f"cdc {name}"
+                            )
+                        elif name not in held and name in tasks:
+                            stop_polling(name, "its lease ran out and another replica holds it")
+                await wait_any(stop, seconds=interval)
+        finally:
+            for task in tasks.values():
+                task.cancel()
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+            self.leading.clear()
+            if took_any:
+                # Clean shutdown: hand the models over now rather than after the leases run out.
+                with contextlib.suppress(SyncdError, TimeoutError):
+                    async with asyncio.timeout(min(self.lease_seconds, 10.0)):
+                        await self._release_leases(names)
+
+    async def _take_leases(self, names: Iterable[str]) -> set[str]:
+        """Take or renew the leases of ``names`` (one statement); the models this replica holds now."""
+        models = sorted(names)
+        # Bounded: a renewal stuck behind a lock or a dead connection must not outlast the lease.
+        limit = self.lease_seconds / LEASE_INTERVALS
+        try:
+            async with asyncio.timeout(limit):
+                with db.translate_errors("taking the models' leases"):
+                    async with self.pool.acquire() as conn:
+                        rows = await conn.fetch(
+                            db.queries["cdc_lease_take"], models, self.holder, self.lease_seconds
+                        )
+        except TimeoutError:
+            raise DatabaseUnavailable(f"taking the models' leases: no answer within {limit:.1f} s") from None
+        return {r["model"] for r in rows}
+
+    async def _release_leases(self, names: list[str]) -> None:
+        with db.translate_errors("releasing the models' leases"):
+            async with self.pool.acquire() as conn:
+                await conn.execute(db.queries["cdc_lease_release"], names, self.holder)
+
+    async def _leased_by_others(self) -> set[str]:
+        with db.translate_errors("reading the models' leases"):
+            async with self.pool.acquire() as conn:
+                rows = await conn.fetch(db.queries["cdc_lease_list"])
+        return {r["model"] for r in rows if r["valid"] and r["holder"] != self.holder}
+
+    def _lease_guard(self, name: str) -> Callable[[db.Connection], Awaitable[None]]:
+        async def guard(conn: db.Connection) -> None:
+            # Inside the mirror transaction, before it writes: the row lock taken here is held
+            # until the commit, so a takeover waits for this page, and then finds a fresh lease.
+            until = await conn.fetchval(db.queries["cdc_lease_hold"], name, self.holder, self.lease_seconds)
+            if until is None:
+                raise LeaseLost(f"{name}: this replica no longer holds the model's lease")
+
+        return guard
 
     async def _poll_loop(self, name: str, stop: asyncio.Event, lost: asyncio.Event) -> None:
         poller = self.pollers[name]
@@ -177,6 +364,14 @@ class CdcService:
                     log.info("%s: polling works again", name, extra={"model": name})
                 failures = 0
                 pause = cdc.interval_seconds
+            except LeaseLost:
+                # Not an error of the model: another replica polls it now. Nothing was committed.
+                log.warning(
+                    "stopped polling %s on this replica: its lease is held by another replica",
+                    name, extra={"model": name},
+                )  # fmt: skip
+                self.leading.discard(name)
+                return
             except Exception as e:
                 # Keep the model's loop alive whatever happens; back off, say it once per episode.
                 failures += 1
