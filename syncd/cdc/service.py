@@ -342,7 +342,8 @@ class CdcService:
     def _lease_guard(self, name: str) -> Callable[[db.Connection], Awaitable[None]]:
         async def guard(conn: db.Connection) -> None:
             # Inside the mirror transaction, before it writes: the row lock taken here is held
-            # until the commit, so a takeover waits for this page, and then finds a fresh lease.
+            # until the commit, so other replicas skip the model until then, and then find the
+            # lease renewed.
             until = await conn.fetchval(db.queries["cdc_lease_hold"], name, self.holder, self.lease_seconds)
             if until is None:
                 raise LeaseLost(f"{name}: this replica no longer holds the model's lease")

@@ -81,26 +81,55 @@ select pg_advisory_unlock(1937337955, hashtext($1));
 
 -- cdc_lease_take --
 -- Leadership behind a transaction-mode pooler, in one short statement: for holder $2, take or
--- renew for $3 seconds the lease of every model of $1 that is free, expired or already its own.
--- Returns the models $2 holds now. Rows are visited in model order, so two replicas never lock
--- them in opposite orders.
-insert into syncd.cdc_leases as l (model, holder, lease_until)
-select m.model, $2, now() + make_interval(secs => $3)
-from unnest($1::text[]) as m(model)
-order by m.model
-on conflict (model) do update
-set holder = excluded.holder, lease_until = excluded.lease_until,
-    acquired_at = case when l.holder = excluded.holder then l.acquired_at else now() end
-where l.lease_until < now() or l.holder = excluded.holder
-returning l.model;
+-- renew for $3 seconds the lease of every model of $1 that is free, expired or already its own;
+-- returns the models $2 holds now. A row locked by a mirror transaction (cdc_lease_hold) is
+-- skipped, not waited for — its holder is alive and renews it there — and counts as $2's if the
+-- last committed version says so: a renewal never waits behind anyone's page commit.
+with wanted as (
+    select model from unnest($1::text[]) as w(model)
+), takeable as (
+    select l.model
+    from syncd.cdc_leases l
+    join wanted w on w.model = l.model
+    where l.lease_until < now() or l.holder = $2
+    order by l.model
+    for update of l skip locked
+), renewed as (
+    update syncd.cdc_leases l
+    set holder = $2, lease_until = now() + make_interval(secs => $3),
+        acquired_at = case when l.holder = $2 then l.acquired_at else now() end
+    from takeable t
+    where l.model = t.model
+    returning l.model
+), inserted as (
+    insert into syncd.cdc_leases (model, holder, lease_until)
+    select w.model, $2, now() + make_interval(secs => $3)
+    from wanted w
+    where not exists (select 1 from syncd.cdc_leases l where l.model = w.model)
+    order by w.model
+    on conflict (model) do nothing
+    returning model
+)
+select model from renewed
+union
+select model from inserted
+union
+select l.model
+from syncd.cdc_leases l
+join wanted w on w.model = l.model
+where l.holder = $2 and l.lease_until > now();
 
 -- cdc_lease_hold --
 -- First statement of every mirror transaction behind a transaction-mode pooler: the lease of $1
 -- is still $2's and valid (and renewed for $3 seconds). The row stays locked until the commit, so
 -- nobody takes the model over while this transaction can still write its rows and cursor. Nothing
--- returned: the lease is gone, roll back. clock_timestamp(), not the transaction's start.
+-- returned: the lease is gone, roll back. clock_timestamp(), not the transaction's start. The
+-- transaction also gets idle_in_transaction_session_timeout = the lease: a replica that hangs
+-- inside it (or whose network is gone) cannot keep the row locked, and the model, for longer.
 update syncd.cdc_leases
-set lease_until = greatest(lease_until, clock_timestamp() + make_interval(secs => $3))
+set lease_until = greatest(lease_until, clock_timestamp() + make_interval(secs => $3::float8))
+from (select set_config('idle_in_transaction_session_timeout', ceil($3::float8 * 1000)::bigint::text, true))
+     as fence(timeout_ms)
 where model = $1 and holder = $2 and lease_until > clock_timestamp()
 returning lease_until;
 
