@@ -220,7 +220,7 @@ class OutboxSettings(_Section):
     backoff_base_seconds: PositiveSeconds = 1.0
     backoff_max_seconds: PositiveSeconds = 600.0
     retention_days: float = Field(default=7.0, ge=0)
-    #: Module part of the external ids syncd gives to records it creates (``syncd.<model>_<key>``).
+    #: Module part of the external ids syncd gives to records it creates (``syncd.<model>__k_<key>`` or ``__h_<hash>``).
     xmlid_module: str = "syncd"
 
     @field_validator("xmlid_module")

@@ -24,7 +24,7 @@ from syncd import __version__, db, metrics, migrate
 from syncd.aio import wait_any
 from syncd.cdc.service import CdcService, OnceReport
 from syncd.config import Settings, redact_dsn
-from syncd.errors import SchemaError, SyncdError
+from syncd.errors import ConfigError, OdooAuthenticationError, SchemaError, SyncdError
 from syncd.health import Health, HealthMonitor
 from syncd.http import HttpServer
 from syncd.odoo import OdooClient
@@ -174,7 +174,10 @@ async def run_forever(
                     try:
                         _start_workers(settings, res, health, supervisor)
                         health.set_serving(True)
-                        status = f"serving {len(settings.cdc.models)} models, outbox {'on' if settings.outbox.enabled else 'off'}"
+                        models = len(settings.cdc.models) if settings.cdc.enabled else 0
+                        status = (
+                            f"CDC of {models} models, outbox {'on' if settings.outbox.enabled else 'off'}"
+                        )
                         notifier.ready(status)
                         log.info(
                             "syncd running as %s (%s, %s): %s",
@@ -275,7 +278,18 @@ async def _reach_both_sides(
                 client = OdooClient(settings.odoo, observe=metrics.observe_odoo_request)
                 try:
                     await client.connect()
+                    # JSON-2 connects without logging in: prove the credentials now, so that a
+                    # wrong key stops the start instead of failing every call later.
+                    await client.ping()
+                except OdooAuthenticationError as e:
+                    await client.close()
+                    raise ConfigError(
+                        f"Odoo at {safe_url(settings.odoo.url)} refused the credentials of user "
+                        f"{settings.odoo.username!r} in database {settings.odoo.database!r} ({e}): "
+                        "check odoo.api_key (or odoo.password) and odoo.username"
+                    ) from None
                 except SyncdError as e:
+                    await client.close()
                     if not e.transient:
                         raise
                     health.set("odoo", False, str(e))
@@ -308,7 +322,7 @@ async def _open_pool(settings: Settings, dsn: str, migrate_first: bool) -> async
             raise SchemaError(
                 "the database schema is not current: "
                 + "; ".join(status.problems())
-                + " (run `syncd migrate`, or start with `syncd run --migrate`)"
+                + " (or start with `syncd run --migrate`)"
             )
     finally:
         await conn.close()

@@ -25,7 +25,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from syncd.testing import FakeOdoo, FakeOdooServer
-from tests.e2e.helpers import Daemon, clean_env, http_url, wait_until
+from tests.e2e.helpers import Daemon, clean_env, http_url, syncd_async, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -369,3 +369,16 @@ async def test_a_second_sigterm_exits_at_once(db_dsn: str, odoo: FakeOdooServer,
         odoo.fake.faults.release_hangs()
         await conn.close()
         await daemon.kill()
+
+
+async def test_a_refused_api_key_stops_the_start_with_a_clear_error(
+    db_dsn: str, odoo: FakeOdooServer
+) -> None:
+    env = daemon_env(db_dsn, odoo.url, SYNCD_ODOO__API_KEY="not-the-key")
+    r = await syncd_async("run", env=env)
+    assert r.code == 2, r.err  # a configuration problem: systemd's RestartPreventExitStatus=2 applies
+    assert "Traceback" not in r.err
+    assert "not-the-key" not in r.err + r.out
+    last = r.err.strip().splitlines()[-1]
+    assert last.startswith(f"syncd: Odoo at {odoo.url} refused the credentials of user 'admin'"), r.err
+    assert "check odoo.api_key" in last
