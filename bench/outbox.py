@@ -9,13 +9,16 @@ uses another server. The database is a clone of a migrated template (:class:`Tes
 1. **Claim throughput, no-op sink.** ``events`` pending events over ``events / 10`` keys, reset
    (truncate, insert, ``VACUUM ANALYZE``) before every run. *raw*: one statement that claims and
    completes a batch of 100 (``FOR UPDATE SKIP LOCKED`` behind a materialized CTE) on a held
-   connection. *syncd*: ``OutboxConsumer.claim()`` then ``_record()`` of every event as done.
-   Both with one loop and with two concurrent loops; the ratio syncd / raw is the target. Two
-   diagnostic rows split the gap: *raw, lease then done* (the minimal two-statement lease design)
-   and *syncd SQL alone* (syncd's own two statements on a held connection: no pool reset, no
-   transaction block, none of the consumer's Python around them). Mid-run ``EXPLAIN (ANALYZE, BUFFERS, WAL)`` of the claim, of
-   ``outbox_mark_done`` and of the raw statement, and the CPU split (this process / PostgreSQL
-   backends) per event.
+   connection. *syncd*: ``OutboxConsumer.claim()`` in a loop, every claimed event recorded as done
+   (``record()``), which the next ``claim()`` writes in its own statement. Both with one loop and with
+   two concurrent loops (two consumers); the ratio syncd / raw is the target. Diagnostic rows split
+   the gap: *raw lease, then done* (the minimal two-statement lease design), *raw lease + done in
+   one statement* (the minimal piggybacking lease design: no ordering checks, ids only), *syncd SQL
+   alone* (syncd's statement on a held connection, none of the consumer's Python around it), and
+   *raw claim+done on the schema before 0004* (a reference: the same raw loop on the indexes that
+   named ``status``, in another database of the same server). Mid-run
+   ``EXPLAIN (ANALYZE, BUFFERS, WAL)`` of the statements, and the CPU split (this process /
+   PostgreSQL backends) per event.
 2. **End to end** into the fake Odoo, which runs in its own process (:mod:`bench.fake_server`, demo data only):
    upserts on distinct keys drained by ``OutboxConsumer.drain()`` with ``batch_size`` 100 (one
    ``load()`` per batch) and 1 (one call per event), and by ``run()`` (concurrency 2, batch 100).
@@ -55,12 +58,12 @@ from typing import Any, cast
 import asyncpg
 
 from bench.fake_server import FakeProcess
-from syncd import db
+from syncd import db, migrate
 from syncd.config import Settings
 from syncd.db import Connection
 from syncd.embedded import EmbeddedPostgres
 from syncd.odoo import OdooClient
-from syncd.outbox.consumer import OutboxConsumer, Outcome
+from syncd.outbox.consumer import OutboxConsumer, Outcome, claim_query
 from syncd.testing.postgres import PostgresServer, TestDatabases, start_test_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +79,16 @@ LATENCY_PERIOD_S = 0.020
 POLL_INTERVAL_S = 0.5
 WARMUP_EVENTS = 5
 
+#: The raw loops name ``unfinished`` so that they walk the index of unfinished events (migration
+#: 0004), as ``status = 'pending'`` alone walked ``outbox_open_id_idx`` before it.
 RAW_CLAIM = """
+with c as materialized (
+    select id from syncd.outbox where unfinished and status = 'pending' order by id limit $1
+    for update skip locked
+)
+update syncd.outbox o set status = 'done' from c where o.id = c.id"""
+#: The same loop on the schema before migration 0004 (the reference row).
+RAW_CLAIM_BEFORE_0004 = """
 with c as materialized (
     select id from syncd.outbox where status = 'pending' order by id limit $1 for update skip locked
 )
@@ -84,7 +96,8 @@ update syncd.outbox o set status = 'done' from c where o.id = c.id"""
 #: The least a lease-based consumer must do: lease a batch (one statement), then complete it (another).
 RAW_LEASE = """
 with c as materialized (
-    select id from syncd.outbox where status = 'pending' order by id limit $1 for update skip locked
+    select id from syncd.outbox where unfinished and status = 'pending' order by id limit $1
+    for update skip locked
 )
 update syncd.outbox o set status = 'inflight', locked_by = $2, locked_until = now() + interval '2 minutes'
 from c where o.id = c.id
@@ -92,6 +105,20 @@ returning o.id"""
 RAW_DONE = """
 update syncd.outbox set status = 'done', done_at = now(), locked_by = null, locked_until = null
 where id = any($1::bigint[])"""
+#: The least a piggybacking lease design must do: complete the previous batch and lease the next
+#: one in one statement (no per-record ordering checks, ids only).
+RAW_LEASE_AND_DONE = """
+with done as (
+    update syncd.outbox set status = 'done', done_at = now(), locked_by = null, locked_until = null
+    where id = any($3::bigint[])
+),
+c as materialized (
+    select id from syncd.outbox where unfinished and status = 'pending' order by id limit $1
+    for update skip locked
+)
+update syncd.outbox o set status = 'inflight', locked_by = $2, locked_until = now() + interval '2 minutes'
+from c where o.id = c.id
+returning o.id"""
 
 log = logging.getLogger("bench.outbox")
 
@@ -201,6 +228,8 @@ class Database:
     owned: EmbeddedPostgres | None = None
     dbs: TestDatabases | None = None
     dsn: str = ""
+    #: A database migrated only up to the migration before 0004 (the reference raw loop).
+    before_0004_dsn: str = ""
     version: str = ""
     settings: dict[str, str] = field(default_factory=dict)
     #: one ``select 1`` round trip: (wall µs, client CPU µs)
@@ -232,11 +261,30 @@ class Database:
         self.dsn = self.dbs.clone()
         return self.dsn
 
+    async def create_before_0004(self) -> str:
+        """A database with the migrations before 0004 only (indexes that name ``status``)."""
+        name = f"{self.dsn.rsplit('/', 1)[-1].split('?', 1)[0]}_before_0004"
+        admin = await asyncpg.connect(self.server.admin_dsn)
+        try:
+            await admin.execute(f"drop database if exists {db.quote_ident(name)} with (force)")
+            await admin.execute(f"create database {db.quote_ident(name)}")
+        finally:
+            await admin.close()
+        self.before_0004_dsn = db.replace_database(self.server.admin_dsn, name)
+        conn = await asyncpg.connect(self.before_0004_dsn)
+        try:
+            await migrate.apply(conn, [m for m in migrate.load_migrations() if m.version < 4])
+        finally:
+            await conn.close()
+        return self.before_0004_dsn
+
     def close(self) -> None:
         if self.dbs is not None:
             with contextlib.suppress(Exception):
                 if self.dsn:
                     self.dbs.drop(self.dsn)
+                if self.before_0004_dsn:
+                    self.dbs.drop(self.before_0004_dsn)
                 self.dbs.drop_template()
         self.server.close()
         if self.owned is not None:
@@ -353,24 +401,36 @@ class ClaimBench:
     def __init__(self, dsn: str, pool: asyncpg.Pool, meter: CpuMeter, events: int) -> None:
         self.dsn, self.pool, self.meter, self.events = dsn, pool, meter, events
         self.settings = Settings.model_validate({"outbox": {"batch_size": BATCH}})
-        # No Odoo: claim() and _record() never touch it.
-        self.consumer = OutboxConsumer(self.settings, cast(OdooClient, None), pool, dsn, "bench-claim")
         self.explained: list[Explained] = []
         self._explain_at: int | None = None
 
-    async def measure(self, label: str, loops: int, loop: Loop, *, explain_midway: bool = False) -> ClaimRun:
-        async with self.pool.acquire() as conn:
+    def consumer(self, loop_no: int) -> OutboxConsumer:
+        # No Odoo: claim() and record() never touch it.
+        return OutboxConsumer(self.settings, cast(OdooClient, None), self.pool, self.dsn, f"bench-{loop_no}")
+
+    async def measure(
+        self,
+        label: str,
+        loops: int,
+        loop: Loop,
+        *,
+        explain_midway: bool = False,
+        pool: asyncpg.Pool | None = None,
+        meter: CpuMeter | None = None,
+    ) -> ClaimRun:
+        pool = pool or self.pool
+        async with pool.acquire() as conn:
             await reset_outbox(conn, self.events)
         run = ClaimRun(label, loops)
         self._explain_at = self.events // BATCH // 2 if explain_midway else None
-        async with self.meter.span() as cpu:
+        async with (meter or self.meter).span() as cpu:
             with counting_socket_writes() as writes:
                 await asyncio.gather(*(loop(run, i) for i in range(loops)))
         run.cpu, run.writes = cpu, writes[0]
         run.batches = -(-run.events // BATCH)
-        left = await self.pool.fetchval("select count(*) from syncd.outbox where status <> 'done'")
+        left = await pool.fetchval("select count(*) from syncd.outbox where status <> 'done'")
         if run.events != self.events or left:
-            attempts = await self.pool.fetch(
+            attempts = await pool.fetch(
                 "select attempts, status, count(*) as n from syncd.outbox group by 1, 2 order by 1, 2"
             )
             raise RuntimeError(
@@ -383,19 +443,25 @@ class ClaimBench:
     def _midway(self, batches: int, loop_no: int) -> bool:
         return loop_no == 0 and self._explain_at is not None and batches == self._explain_at
 
+    def raw_on(self, pool: asyncpg.Pool, sql: str, what: str) -> Loop:
+        async def loop(run: ClaimRun, loop_no: int) -> None:
+            async with pool.acquire() as conn:
+                batches = 0
+                while True:
+                    if self._midway(batches, loop_no):
+                        self.explained.append(await explain(conn, what, sql, BATCH))
+                    t0 = time.perf_counter()
+                    n = int((await conn.execute(sql, BATCH)).rsplit(" ", 1)[-1])
+                    run.timed("claim+done", t0)
+                    if not n:
+                        return
+                    run.events += n
+                    batches += 1
+
+        return loop
+
     async def raw(self, run: ClaimRun, loop_no: int) -> None:
-        async with self.pool.acquire() as conn:
-            batches = 0
-            while True:
-                if self._midway(batches, loop_no):
-                    self.explained.append(await explain(conn, "raw claim+done", RAW_CLAIM, BATCH))
-                t0 = time.perf_counter()
-                n = int((await conn.execute(RAW_CLAIM, BATCH)).rsplit(" ", 1)[-1])
-                run.timed("claim+done", t0)
-                if not n:
-                    return
-                run.events += n
-                batches += 1
+        await self.raw_on(self.pool, RAW_CLAIM, "raw claim+done")(run, loop_no)
 
     async def raw_lease(self, run: ClaimRun, loop_no: int) -> None:
         async with self.pool.acquire() as conn:
@@ -414,42 +480,53 @@ class ClaimBench:
                 run.events += len(rows)
                 batches += 1
 
+    async def raw_lease_and_done(self, run: ClaimRun, loop_no: int) -> None:
+        async with self.pool.acquire() as conn:
+            batches = 0
+            ids: list[int] = []
+            while True:
+                if self._midway(batches, loop_no):
+                    self.explained.append(
+                        await explain(conn, "raw lease + done", RAW_LEASE_AND_DONE, BATCH, "raw", ids)
+                    )
+                t0 = time.perf_counter()
+                rows = await conn.fetch(RAW_LEASE_AND_DONE, BATCH, f"raw-{loop_no}", ids)
+                run.timed("lease + done", t0)
+                ids = [r[0] for r in rows]
+                if not ids:
+                    return
+                run.events += len(ids)
+                batches += 1
+
     async def syncd_sql(self, run: ClaimRun, loop_no: int) -> None:
-        """syncd's claim and mark-done statements, nothing else."""
-        claim, done = db.queries["outbox_claim"], db.queries["outbox_mark_done"]
+        """syncd's statement (outcomes of the previous batch + the next claim), nothing else."""
+        claim = claim_query(BATCH)
         me = f"sql-{loop_no}"
         async with self.pool.acquire() as conn:
             batches = 0
+            ids: list[int] = []
             while True:
+                args: tuple[Any, ...] = (me, 120.0, ids, [None] * len(ids), [], [], [], [], [])
                 if self._midway(batches, loop_no):
-                    self.explained.append(await explain(conn, "syncd outbox_claim", claim, BATCH, me, 120.0))
+                    self.explained.append(await explain(conn, "syncd outbox_claim", claim, *args))
                 t0 = time.perf_counter()
-                rows = await conn.fetch(claim, BATCH, me, 120.0)
+                rows = await conn.fetch(claim, *args)
                 run.timed("outbox_claim", t0)
-                if not rows:
+                ids = [r[0] for r in rows if r[0] is not None]
+                if not ids:
                     return
-                ids = [r["id"] for r in rows]
-                if self._midway(batches, loop_no):
-                    self.explained.append(
-                        await explain(conn, "syncd outbox_mark_done", done, ids, [None] * len(ids), me)
-                    )
-                t0 = time.perf_counter()
-                await conn.fetch(done, ids, [None] * len(ids), me)
-                run.timed("outbox_mark_done", t0)
-                run.events += len(rows)
+                run.events += len(ids)
                 batches += 1
 
     async def syncd(self, run: ClaimRun, loop_no: int) -> None:
-        consumer = self.consumer
+        consumer = self.consumer(loop_no)
         while True:
             t0 = time.perf_counter()
-            events = await consumer.claim()
+            events = await consumer.claim()  # also writes the previous batch's outcomes
             run.timed("claim()", t0)
             if not events:
                 return
-            t0 = time.perf_counter()
-            await consumer._record([Outcome(e, "done") for e in events])
-            run.timed("_record()", t0)
+            consumer.record([Outcome(e, "done") for e in events])
             run.events += len(events)
 
 
@@ -461,7 +538,9 @@ class ClaimResults:
     raw2: ClaimRun
     syncd2: ClaimRun
     lease: ClaimRun
+    lease_and_done: ClaimRun
     sql: ClaimRun
+    before_0004: ClaimRun | None
     explained: list[Explained]
 
     @staticmethod
@@ -469,9 +548,12 @@ class ClaimResults:
         return max(runs, key=lambda r: r.rate)
 
 
-async def claim_throughput(dsn: str, meter: CpuMeter, events: int, rounds: int) -> ClaimResults:
+async def claim_throughput(
+    dsn: str, meter: CpuMeter, events: int, rounds: int, before_0004_dsn: str = "", local: bool = True
+) -> ClaimResults:
     settings = Settings.model_validate({})
     pool = await db.create_pool(dsn, settings.database)
+    before = await db.create_pool(before_0004_dsn, settings.database) if before_0004_dsn else None
     try:
         bench = ClaimBench(dsn, pool, meter, events)
         raw: list[ClaimRun] = []
@@ -479,14 +561,31 @@ async def claim_throughput(dsn: str, meter: CpuMeter, events: int, rounds: int) 
         for i in range(rounds):  # interleaved, so that a noisy neighbour hurts both alike
             last = i == rounds - 1
             raw.append(await bench.measure("raw claim+done", 1, bench.raw, explain_midway=last))
-            syncd.append(await bench.measure("syncd claim()+_record()", 1, bench.syncd))
+            syncd.append(await bench.measure("syncd claim(), outcomes piggybacked", 1, bench.syncd))
         raw2 = await bench.measure("raw claim+done", 2, bench.raw)
-        syncd2 = await bench.measure("syncd claim()+_record()", 2, bench.syncd)
+        syncd2 = await bench.measure("syncd claim(), outcomes piggybacked", 2, bench.syncd)
         lease = await bench.measure("raw lease, then done", 1, bench.raw_lease, explain_midway=True)
+        lease_and_done = await bench.measure(
+            "raw lease + done in one statement", 1, bench.raw_lease_and_done, explain_midway=True
+        )
         sql = await bench.measure("syncd SQL alone", 1, bench.syncd_sql, explain_midway=True)
-        return ClaimResults(events, raw, syncd, raw2, syncd2, lease, sql, bench.explained)
+        before_0004 = None
+        if before is not None:
+            before_0004 = await bench.measure(
+                "raw claim+done, schema before 0004",
+                1,
+                bench.raw_on(before, RAW_CLAIM_BEFORE_0004, "raw claim+done, before 0004"),
+                explain_midway=True,
+                pool=before,
+                meter=CpuMeter(before_0004_dsn, local),
+            )
+        return ClaimResults(
+            events, raw, syncd, raw2, syncd2, lease, lease_and_done, sql, before_0004, bench.explained
+        )
     finally:
         await pool.close()
+        if before is not None:
+            await before.close()
 
 
 # ------------------------------------------------------------------------------ 2. end to end
@@ -733,8 +832,17 @@ def report_claim(c: ClaimResults) -> tuple[list[str], bool]:
         (syncd, f"{ratio1:.0%} of raw{best}"),
         (c.raw2, "baseline"),
         (c.syncd2, f"{ratio2:.0%} of raw"),
-        (c.lease, f"{c.lease.rate / raw.rate:.0%} of raw: two updates per event"),
+        (c.lease, f"{c.lease.rate / raw.rate:.0%} of raw: two statements per batch"),
+        (
+            c.lease_and_done,
+            f"{c.lease_and_done.rate / raw.rate:.0%} of raw: one statement, two updates per event",
+        ),
         (c.sql, f"{c.sql.rate / raw.rate:.0%} of raw; syncd is {syncd.rate / c.sql.rate:.0%} of this"),
+        *(
+            [(c.before_0004, f"reference: syncd is {syncd.rate / c.before_0004.rate:.0%} of this")]
+            if c.before_0004
+            else []
+        ),
     ):
         rows.append(
             [
@@ -769,10 +877,12 @@ def report_claim(c: ClaimResults) -> tuple[list[str], bool]:
         "",
         f"Target: syncd ≥ {TARGET_CLAIM_RATIO:.0%} of raw. One loop: {ratio1:.0%} — {verdict(ratio1 >= TARGET_CLAIM_RATIO)}; "
         f"two loops: {ratio2:.0%} — {verdict(ratio2 >= TARGET_CLAIM_RATIO)}.",
-        f"Any design that leases a batch and completes it later (no transaction open while Odoo is called) is "
-        f"bounded by *raw lease, then done*: {c.lease.rate / raw.rate:.0%} of raw here; syncd reaches "
-        f"{syncd.rate / c.lease.rate:.0%} of that bound, and *syncd SQL alone* shows what is left once the "
-        f"client-side overhead (round trips, Python) is gone.",
+        f"A design that leases a batch and completes it later (no transaction open while Odoo is called) "
+        f"writes every event twice: *raw lease, then done* (two statements per batch) runs at "
+        f"{c.lease.rate / raw.rate:.0%} of raw here, *raw lease + done in one statement* (the piggybacking "
+        f"bound, without ordering checks) at {c.lease_and_done.rate / raw.rate:.0%}; syncd reaches "
+        f"{syncd.rate / c.lease_and_done.rate:.0%} of that bound, and *syncd SQL alone* shows what is left "
+        f"once the consumer's Python is gone.",
     ]
     if c.explained:
         out += [
@@ -917,7 +1027,10 @@ async def bench(database: Database, sizes: Sizes, sections: set[str]) -> tuple[l
     ok = True
     if "claim" in sections:
         say(f"1. claim throughput: {sizes.claim_events:,} events per run")
-        c = await claim_throughput(dsn, CpuMeter(dsn, database.local), sizes.claim_events, sizes.rounds)
+        before_0004 = await database.create_before_0004()
+        c = await claim_throughput(
+            dsn, CpuMeter(dsn, database.local), sizes.claim_events, sizes.rounds, before_0004, database.local
+        )
         lines, met = report_claim(c)
         out += [*lines, ""]
         ok = ok and met

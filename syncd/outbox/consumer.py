@@ -1,11 +1,13 @@
 """The outbox consumer: claim events, apply them to Odoo, record the outcome.
 
 A claim is one short statement that leases a batch (``locked_until``, ``locked_by``); no transaction
-stays open while Odoo is called. Outcomes are written in three set-based statements (done, retry,
-dead) that only touch events this consumer still holds, so an event whose lease ran out and was
-claimed by another consumer is left to it. Wake-up is a LISTEN on ``syncd_outbox`` (one NOTIFY per
-producer transaction) with polling as the fallback; behind a transaction-mode pooler set
-``outbox.listen = false`` and polling alone delivers.
+stays open while Odoo is called. The outcomes of a delivered batch (done, retry, dead) are written by
+the consumer's next statement, the one that claims its next batch, so that a busy consumer spends one
+statement per batch; when no claim follows at once (nothing to claim, the consumer's own pause, shutdown,
+the end of a drain) they are written on their own straight away. Outcomes only touch events this
+consumer still holds, so an event whose lease ran out and was claimed by another consumer is left to it.
+Wake-up is a LISTEN on ``syncd_outbox`` (one NOTIFY per producer transaction) with polling as the
+fallback; behind a transaction-mode pooler set ``outbox.listen = false`` and polling alone delivers.
 
 Delivery: upserts are grouped per model and field set into one ``load()`` with stable external ids,
 and rows that ``load()`` reports as bad are split off so the good ones still land; writes go by
@@ -16,19 +18,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import math
 import time
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from operator import attrgetter
+from typing import Any, Literal, NamedTuple
 
 import asyncpg
+from prometheus_client import Histogram
 
 from syncd import db, metrics
 from syncd.aio import wait_any
 from syncd.config import Settings
 from syncd.errors import (
+    DatabaseUnavailable,
     OdooError,
     OdooMissingError,
     OdooPermanentError,
@@ -49,10 +57,10 @@ MAX_CONSUMER_BACKOFF = 30.0
 HOUSEKEEPING_EVERY = 30.0
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
+    """A claimed event (a tuple: a batch of them is built per claim, cheaply)."""
+
     id: int
-    created_at: Any
     model: str
     op: Literal["upsert", "write", "delete"]
     key: str | None
@@ -60,20 +68,16 @@ class Event:
     payload: dict[str, Any]
     attempts: int
 
-    @classmethod
-    def from_record(cls, r: asyncpg.Record) -> Event:
-        return cls(
-            r["id"], r["created_at"], r["model"], r["op"], r["key"], r["odoo_id"], r["payload"], r["attempts"]
-        )
 
-
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     event: Event
     status: Literal["done", "retry", "dead"]
     result_id: int | None = None
     error: str | None = None
     transient: bool = False
+    #: Seconds until a retry (set when the outcome is recorded).
+    delay: float | None = None
 
 
 @dataclass
@@ -103,9 +107,15 @@ class OutboxConsumer:
         self._fields: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
         self._wake = asyncio.Event()
         self._pause = 0.0
+        #: Claimed and not yet recorded (delivering, or delivered and waiting to be written).
         self._held: set[int] = set()
+        #: Outcomes of delivered events, written by the next statement (see ``claim``).
+        self._outcomes: list[Outcome] = []
+        self._outcomes_ready = asyncio.Event()
+        self._claim_sql = claim_query(self.cfg.batch_size)
+        self._flush_sql = claim_query(0)
         self._listen_failed = False
-        #: Test signal: called with the outcomes of every batch once they are recorded.
+        #: Test signal: called with the outcomes that each statement wrote, once it committed.
         self.on_recorded: Callable[[list[Outcome]], None] | None = None
 
     # ---------------------------------------------------------------------------------- running
@@ -119,15 +129,18 @@ class OutboxConsumer:
         try:
             while not stop.is_set():
                 if self._pause:
-                    await wait_any(stop, seconds=self._pause)
+                    await self._pause_writing_outcomes(stop)
                     if stop.is_set():
                         break
                 if self.cfg.listen and (listener is None or listener.is_closed()):
                     # (Re)connect the LISTEN connection, e.g. after PostgreSQL restarted; until then
                     # polling carries on alone.
                     listener = await self._listen()
+                # A slot frees up when a batch has been delivered, and that batch's outcomes are then
+                # waiting: the claim below writes them.
                 await slots.acquire()
                 self._wake.clear()
+                self._outcomes_ready.clear()
                 try:
                     events = await self.claim()
                 except SyncdError as e:
@@ -137,7 +150,13 @@ class OutboxConsumer:
                     continue
                 if not events:
                     slots.release()
-                    await wait_any(stop, self._wake, seconds=self.cfg.poll_interval_seconds)
+                    # Outcomes of a batch that finished meanwhile must not wait for the next poll:
+                    # they are written by a claim at once (which may also lease the next event of
+                    # a record whose previous event they finish).
+                    if not self._outcomes:
+                        await wait_any(
+                            stop, self._wake, self._outcomes_ready, seconds=self.cfg.poll_interval_seconds
+                        )
                     continue
                 task = asyncio.create_task(self._process(events, slots), name="outbox batch")
                 running.add(task)
@@ -150,41 +169,57 @@ class OutboxConsumer:
             await asyncio.gather(*running, return_exceptions=True)
             housekeeping.cancel()
             await asyncio.gather(housekeeping, return_exceptions=True)
+            await self._flush_quietly()
             await self._give_back()
             if listener is not None:
                 with contextlib.suppress(Exception):
                     await listener.close()
 
+    async def _pause_writing_outcomes(self, stop: asyncio.Event) -> None:
+        """The consumer's own pause after batches that failed as a whole; outcomes of batches that
+        finish meanwhile are written at once, not after it."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self._pause
+        while not stop.is_set():
+            self._outcomes_ready.clear()
+            await self._flush_quietly()
+            left = until - loop.time()
+            if left <= 0:
+                return
+            if not self._outcomes:
+                await wait_any(stop, self._outcomes_ready, seconds=left)
+
     async def drain(self) -> DrainReport:
         """``--once``: deliver until nothing is claimable right now (retries scheduled later wait)."""
         report = DrainReport()
         tried: set[int] = set()
-        while True:
-            events = await self.claim()
-            # Each event is tried once per run: one that failed and is due again already (a short
-            # backoff) is given back for the next run instead of burning its attempts now.
-            again = [e.id for e in events if e.id in tried]
-            if again:
-                await self._release(again)
-                events = [e for e in events if e.id not in tried]
-            if not events:
-                return report
-            tried.update(e.id for e in events)
-            for o in await self._deliver_and_record(events):
-                if o.status == "done":
-                    report.done += 1
-                elif o.status == "dead":
-                    report.dead += 1
-                    report.dead_ids.append(o.event.id)
-                else:
-                    report.retried += 1
+        try:
+            while True:
+                events = await self.claim()
+                # Each event is tried once per run: one that failed and is due again already (a short
+                # backoff) is given back for the next run instead of burning its attempts now.
+                again = [e.id for e in events if e.id in tried]
+                if again:
+                    await self._release(again)
+                    events = [e for e in events if e.id not in tried]
+                if not events:
+                    return report
+                tried.update(e.id for e in events)
+                for o in await self._deliver_batch(events):
+                    if o.status == "done":
+                        report.done += 1
+                    elif o.status == "dead":
+                        report.dead += 1
+                        report.dead_ids.append(o.event.id)
+                    else:
+                        report.retried += 1
+        finally:
+            # Written by the last claim unless it failed (or this was cancelled): then try once more.
+            await self._flush_quietly()
 
     async def _process(self, events: list[Event], slots: asyncio.Semaphore) -> None:
         try:
-            await self._deliver_and_record(events)
-        except SyncdError as e:  # e.g. PostgreSQL went away while recording the outcomes
-            log.warning("outbox: could not finish a batch of %d events (%s); they return when their lease ends",
-                        len(events), e)  # fmt: skip
+            await self._deliver_batch(events)
         except Exception:
             log.exception("outbox: a batch failed unexpectedly; its events return when their lease ends")
         finally:
@@ -210,15 +245,69 @@ class OutboxConsumer:
 
     # ------------------------------------------------------------------------------------ claim
     async def claim(self) -> list[Event]:
-        # acquire() inside translate_errors: it connects when the pool has no live connection (e.g.
-        # PostgreSQL restarted), and a raw driver error would end run() instead of being retried.
-        with db.translate_errors("claiming outbox events"):
-            async with self.pool.acquire() as conn:
-                rows = await conn.fetch(
-                    db.queries["outbox_claim"], self.cfg.batch_size, self.instance, self.cfg.lease_seconds
-                )
-        events = sorted((Event.from_record(r) for r in rows), key=lambda e: e.id)
+        """Lease the next batch, in the statement that also records the outcomes waiting to be
+        written. Raises SyncdError when PostgreSQL fails; the outcomes then stay queued."""
+        return await self._statement(self._claim_sql)
+
+    async def flush(self) -> None:
+        """Record the waiting outcomes now, leasing nothing."""
+        if self._outcomes:
+            await self._statement(self._flush_sql)
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self.flush()
+        except SyncdError as e:
+            log.warning("outbox: could not record the outcomes of %d events (%s); they return when"
+                        " their lease ends", len(self._outcomes), e)  # fmt: skip
+
+    async def _statement(self, sql: str) -> list[Event]:
+        outcomes, self._outcomes = self._outcomes, []
+        done: list[Outcome] = []
+        retry: list[Outcome] = []
+        dead: list[Outcome] = []
+        for o in sorted(outcomes, key=_outcome_event_id):  # ascending ids: see outbox_claim
+            (done if o.status == "done" else dead if o.status == "dead" else retry).append(o)
+        try:
+            # acquire() inside translate_errors: it connects when the pool has no live connection
+            # (e.g. PostgreSQL restarted), and a raw driver error would end run() instead of being
+            # retried.
+            with db.translate_errors("claiming outbox events"):
+                async with self.pool.acquire() as conn:
+                    rows = await conn.fetch(
+                        sql,
+                        self.instance,
+                        self.cfg.lease_seconds,
+                        [o.event.id for o in done],
+                        [o.result_id for o in done],
+                        [o.event.id for o in retry],
+                        [o.delay for o in retry],
+                        [_text(o.error) for o in retry],
+                        [o.event.id for o in dead],
+                        [_text(o.error) for o in dead],
+                    )
+        except (DatabaseUnavailable, asyncio.CancelledError):
+            self._outcomes[:0] = outcomes  # PostgreSQL away, or shutting down: the next statement writes them
+            raise
+        except BaseException:
+            # Not a matter of waiting (e.g. a value PostgreSQL refuses): keeping them would make every
+            # later claim fail too.
+            if outcomes:
+                log.warning("outbox: the outcomes of %d events were not recorded; their events return when"
+                            " their lease ends", len(outcomes))  # fmt: skip
+            raise
+        loads = json.loads
+        events: list[Event] = []
+        done_seconds: Sequence[float] = ()
+        for r in rows:
+            if r[0] is None:
+                done_seconds = r[7]
+            else:
+                events.append(Event(r[0], r[1], r[2], r[3], r[4], loads(r[5]), r[6]))
+        events.sort(key=_event_id)
         self._held.update(e.id for e in events)
+        if outcomes:
+            self._recorded(outcomes, done, retry, dead, done_seconds)
         return events
 
     async def _give_back(self) -> None:
@@ -237,17 +326,15 @@ class OutboxConsumer:
             log.warning("outbox: could not give back %d events (%s); their lease will expire", len(ids), e)
 
     # ---------------------------------------------------------------------------------- deliver
-    async def _deliver_and_record(self, events: list[Event]) -> list[Outcome]:
+    async def _deliver_batch(self, events: list[Event]) -> list[Outcome]:
+        """Deliver ``events`` and queue their outcomes for the next statement."""
         heartbeat = asyncio.create_task(self._keep_leases([e.id for e in events]), name="outbox lease")
         try:
             outcomes = await self.deliver(events)
         finally:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
-        await self._record(outcomes)
-        self._held.difference_update(e.id for e in events)
-        if self.on_recorded is not None:
-            self.on_recorded(outcomes)
+        self.record(outcomes)
         failed_transiently = [o for o in outcomes if o.status == "retry"]
         if failed_transiently and len(failed_transiently) == len(outcomes):
             self._pause = min(max(self._pause * 2, self.cfg.poll_interval_seconds), MAX_CONSUMER_BACKOFF)
@@ -395,51 +482,46 @@ class OutboxConsumer:
         return Outcome(e, "done", result_id=target)
 
     # ----------------------------------------------------------------------------------- record
-    async def _record(self, outcomes: list[Outcome]) -> None:
-        done = [o for o in outcomes if o.status == "done"]
-        dead = [o for o in outcomes if o.status == "dead"]
-        retry: list[tuple[Outcome, float]] = []
+    def record(self, outcomes: Iterable[Outcome]) -> None:
+        """Queue outcomes for the consumer's next statement (a claim, or ``flush``). A transient
+        failure becomes a retry after the policy's delay, or dead once the attempts are used up."""
         for o in outcomes:
-            if o.status != "retry":
-                continue
-            decision = self.strategy.decide(attempts=o.event.attempts, transient=True)
-            if decision.dead:
-                o.status = "dead"
-                o.error = f"gave up after {o.event.attempts} attempts: {o.error}"
-                dead.append(o)
-            else:
-                retry.append((o, decision.delay_seconds))
-        # One statement per kind of outcome; a transaction only when there is more than one kind.
-        statements: list[tuple[str, list[Any]]] = []
-        if done:
-            statements.append(("outbox_mark_done", [[o.event.id for o in done], [o.result_id for o in done]]))
-        if retry:
-            args = [[o.event.id for o, _ in retry], [d for _, d in retry], [o.error or "" for o, _ in retry]]
-            statements.append(("outbox_mark_retry", args))
-        if dead:
-            statements.append(
-                ("outbox_mark_dead", [[o.event.id for o in dead], [o.error or "" for o in dead]])
-            )
-        with db.translate_errors("recording outbox outcomes"):
-            async with self.pool.acquire() as conn:
-                tx = conn.transaction() if len(statements) > 1 else contextlib.nullcontext()
-                async with tx:
-                    for name, args in statements:
-                        rows = await conn.fetch(db.queries[name], *args, self.instance)
-                        if name == "outbox_mark_done":
-                            for r in rows:
-                                metrics.OUTBOX_DELIVERY_SECONDS.observe(max(0.0, r["seconds"]))
+            if o.status == "retry":
+                decision = self.strategy.decide(attempts=o.event.attempts, transient=True)
+                if decision.dead:
+                    o.status = "dead"
+                    o.error = f"gave up after {o.event.attempts} attempts: {o.error}"
+                else:
+                    o.delay = decision.delay_seconds
+            self._outcomes.append(o)
+        self._outcomes_ready.set()
+
+    def _recorded(
+        self,
+        outcomes: list[Outcome],
+        done: list[Outcome],
+        retry: list[Outcome],
+        dead: list[Outcome],
+        done_seconds: Sequence[float],
+    ) -> None:
+        """After the statement that wrote ``outcomes`` committed: metrics, logs, the test signal."""
+        self._held.difference_update(o.event.id for o in outcomes)
+        # Of the done events this consumer still held (the others are not counted twice).
+        observe_all(metrics.OUTBOX_DELIVERY_SECONDS, [max(0.0, s) for s in done_seconds])
         # Metrics once per model and op or kind, not once per event (they cost more than the SQL).
         delivered = Counter((o.event.model, o.event.op) for o in done)
         for (model, op), n in delivered.items():
             metrics.OUTBOX_DELIVERED.labels(model=model, op=op).inc(n)
-        failures = Counter((o.event.model, "transient") for o, _ in retry)
-        failures.update((o.event.model, "transient" if o.transient else "permanent") for o in dead)
-        for (model, kind), n in failures.items():
-            metrics.OUTBOX_FAILURES.labels(model=model, kind=kind).inc(n)
+        if retry or dead:
+            failures = Counter((o.event.model, "transient") for o in retry)
+            failures.update((o.event.model, "transient" if o.transient else "permanent") for o in dead)
+            for (model, kind), n in failures.items():
+                metrics.OUTBOX_FAILURES.labels(model=model, kind=kind).inc(n)
         for o in dead:
             log.warning("outbox event %d (%s %s) is dead: %s", o.event.id, o.event.op, o.event.model, o.error,
                         extra={"event_id": o.event.id, "model": o.event.model})  # fmt: skip
+        if self.on_recorded is not None:
+            self.on_recorded(outcomes)
 
     # ------------------------------------------------------------------------------ housekeeping
     async def _housekeeping(self, stop: asyncio.Event) -> None:
@@ -469,6 +551,41 @@ class OutboxConsumer:
             metrics.OUTBOX_EVENTS.labels(status=s).set(counts.get(s, 0))
         metrics.OUTBOX_OLDEST_PENDING_AGE.set(oldest or 0.0)
         return deleted
+
+
+def observe_all(histogram: Histogram, values: Sequence[float]) -> None:
+    """``histogram.observe(v)`` for every value, with one increment per bucket rather than per value
+    (prometheus_client has no bulk observe, and a hundred observe() calls per batch cost more than
+    the rest of the statement's Python). Falls back to observe() if the client's internals differ."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if not values:
+        return
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for v in values:
+            histogram.observe(v)
+        return
+    # observe() counts a value in the first bucket whose upper bound is >= it: bisect_left.
+    for i, n in Counter(bisect_left(bounds, v) for v in values).items():
+        if i < len(buckets):
+            buckets[i].inc(n)
+    total.inc(math.fsum(values))
+
+
+def claim_query(batch_size: int) -> str:
+    """``outbox_claim`` leasing up to ``batch_size`` events (0: it only records outcomes). The size is
+    part of the text so that PostgreSQL can keep one generic plan for it (see queries.sql)."""
+    return db.queries["outbox_claim"].replace(":batch_size", str(int(batch_size)))
+
+
+_event_id = attrgetter("id")
+_outcome_event_id = attrgetter("event.id")
+
+
+def _text(error: str | None) -> str:
+    """An error message as PostgreSQL text (which cannot hold NUL)."""
+    return (error or "").replace("\x00", "\\x00")
 
 
 def _failed(e: Event, err: OdooError) -> Outcome:

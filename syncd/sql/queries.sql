@@ -147,63 +147,80 @@ select status, count(*) as n from syncd.outbox group by status;
 
 -- outbox_oldest_pending_age --
 select coalesce(extract(epoch from now() - min(created_at)), 0)::float8
-from syncd.outbox where status = 'pending';
+from syncd.outbox where unfinished and status = 'pending';
 
 -- outbox_claim --
--- One short statement: pick claimable events in id order behind a materialization fence, skip
--- rows other consumers hold, and lease them. An event waits while an earlier event of the same
--- record (same model and key, or same model and odoo_id) is unfinished, so a record's events are
--- applied in id order and never two at once; a dead event does not block.
-with candidates as materialized (
+-- One short statement per batch. It first records the outcomes of the events this consumer
+-- delivered since its last statement ($3–$9; each kind's ids sorted ascending, so `width_bucket` finds
+-- an id's position in its array by binary search), touching only events this consumer still holds:
+-- one whose lease ran out and was claimed again is left to its new holder. Then it leases the next
+-- batch: claimable events in id order behind a materialization fence, skipping rows other consumers
+-- hold. An event waits while an earlier event of the same record (same model and key, or same model
+-- and odoo_id) is unfinished, so a record's events are applied in id order and never two at once; a
+-- dead event does not block. All parts of the statement see one snapshot, in which the events
+-- finished here are still in flight: the ordering checks skip them (`finished`), so the next event
+-- of a record can be leased by the statement that finishes its predecessor. The batch size is
+-- written into the text (`limit :batch_size`) rather than passed: with a constant LIMIT PostgreSQL
+-- keeps one generic plan for the prepared statement instead of planning every batch anew.
+-- Returns the leased events, then (when events were done) one row holding the done events'
+-- enqueue-to-done seconds.
+with done as (
+    update syncd.outbox o
+    set status = 'done', done_at = now(), result_id = ($4::bigint[])[width_bucket(o.id, $3::bigint[])],
+        last_error = null, locked_until = null, locked_by = null
+    where o.id = any($3::bigint[]) and o.status = 'inflight' and o.locked_by = $1
+    returning o.id, extract(epoch from o.done_at - o.created_at)::float8 as seconds
+),
+retry as (
+    update syncd.outbox o
+    set status = 'pending',
+        available_at = now() + make_interval(secs => ($6::float8[])[width_bucket(o.id, $5::bigint[])]),
+        last_error = ($7::text[])[width_bucket(o.id, $5::bigint[])], locked_until = null, locked_by = null
+    where o.id = any($5::bigint[]) and o.status = 'inflight' and o.locked_by = $1
+),
+dead as (
+    update syncd.outbox o
+    set status = 'dead', last_error = ($9::text[])[width_bucket(o.id, $8::bigint[])],
+        locked_until = null, locked_by = null
+    where o.id = any($8::bigint[]) and o.status = 'inflight' and o.locked_by = $1
+    returning o.id
+),
+finished as (
+    select id from done union all select id from dead
+),
+candidates as materialized (
     select o.id
     from syncd.outbox o
-    where ((o.status = 'pending' and o.available_at <= now())
+    where o.unfinished
+      and ((o.status = 'pending' and o.available_at <= now())
            or (o.status = 'inflight' and o.locked_until < now()))
+      and o.id <> all($3::bigint[]) and o.id <> all($5::bigint[]) and o.id <> all($8::bigint[])
       and (o.key is null or not exists (
             select 1 from syncd.outbox e
-            where e.model = o.model and e.key = o.key and e.id < o.id
-              and e.status in ('pending', 'inflight')))
+            where e.unfinished and e.model = o.model and e.key = o.key and e.id < o.id
+              and e.id <> all(array(select id from finished))))
       and (o.odoo_id is null or not exists (
             select 1 from syncd.outbox e
-            where e.model = o.model and e.odoo_id = o.odoo_id and e.id < o.id
-              and e.status in ('pending', 'inflight')))
+            where e.unfinished and e.model = o.model and e.odoo_id = o.odoo_id and e.id < o.id
+              and e.id <> all(array(select id from finished))))
     order by o.id
-    limit $1
+    limit :batch_size
     for update of o skip locked
+),
+claimed as (
+    update syncd.outbox o
+    set status = 'inflight', attempts = o.attempts + 1, locked_by = $1,
+        locked_until = now() + make_interval(secs => $2)
+    where o.id = any(array(select id from candidates))
+    returning o.id, o.model, o.op, o.key, o.odoo_id, o.payload::text as payload, o.attempts
 )
-update syncd.outbox o
-set status = 'inflight', attempts = o.attempts + 1, locked_by = $2,
-    locked_until = now() + make_interval(secs => $3)
-from candidates c
-where o.id = c.id
-returning o.id, o.created_at, o.model, o.op, o.key, o.odoo_id, o.payload, o.attempts;
+select id, model, op, key, odoo_id, payload, attempts, null::float8[] as done_seconds from claimed
+union all
+select null, null, null, null, null, null, null, array_agg(seconds) from done having count(*) > 0;
 
 -- outbox_extend_lease --
 update syncd.outbox set locked_until = now() + make_interval(secs => $3)
 where id = any($1::bigint[]) and status = 'inflight' and locked_by = $2;
-
--- outbox_mark_done --
--- Only events this consumer still holds: one whose lease ran out and was claimed again is left
--- to its new holder.
-update syncd.outbox o
-set status = 'done', done_at = now(), result_id = r.result_id, last_error = null,
-    locked_until = null, locked_by = null
-from unnest($1::bigint[], $2::bigint[]) as r(id, result_id)
-where o.id = r.id and o.status = 'inflight' and o.locked_by = $3
-returning o.id, extract(epoch from o.done_at - o.created_at)::float8 as seconds;
-
--- outbox_mark_retry --
-update syncd.outbox o
-set status = 'pending', available_at = now() + make_interval(secs => r.delay), last_error = r.error,
-    locked_until = null, locked_by = null
-from unnest($1::bigint[], $2::float8[], $3::text[]) as r(id, delay, error)
-where o.id = r.id and o.status = 'inflight' and o.locked_by = $4;
-
--- outbox_mark_dead --
-update syncd.outbox o
-set status = 'dead', last_error = r.error, locked_until = null, locked_by = null
-from unnest($1::bigint[], $2::text[]) as r(id, error)
-where o.id = r.id and o.status = 'inflight' and o.locked_by = $3;
 
 -- outbox_release --
 -- Shutdown: give claimed, undelivered events back at once, without counting the attempt.

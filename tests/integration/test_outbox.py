@@ -187,9 +187,11 @@ async def test_an_expired_lease_is_claimable_again(r: Rig) -> None:
     (event,) = await survivor.claim()
     assert event.attempts == 2
     outcomes = await survivor.deliver([event])
-    await dead_consumer._record([Outcome(event, "done", result_id=1)])  # the old holder cannot complete it
+    dead_consumer.record([Outcome(event, "done", result_id=1)])
+    await dead_consumer.flush()  # the old holder cannot complete it
     assert (await r.events())[event.id]["status"] == "inflight"
-    await survivor._record(outcomes)
+    survivor.record(outcomes)
+    await survivor.flush()
     row = (await r.events())[event.id]
     assert (row["status"], row["locked_by"]) == ("done", None)
 

@@ -147,13 +147,14 @@ async def test_a_batch_slower_than_its_lease_is_not_taken_over(r: Rig) -> None:
     r.fake.faults.latency_seconds = 1.0  # per call (fields_get, load): several leases in all
     claimed = await holder.claim()
     assert [e.id for e in claimed] == [event]
-    delivering = asyncio.create_task(holder._deliver_and_record(claimed))
+    delivering = asyncio.create_task(holder._deliver_batch(claimed))
     stolen: list[Event] = []
     while not delivering.done():
         stolen += await other.claim()
         await asyncio.sleep(0.05)
     assert [o.status for o in await delivering] == ["done"]
     assert stolen == []
+    await holder.flush()
     row = await r.event(event)
     assert (row["status"], row["attempts"]) == ("done", 1)
     assert sum(1 for c in r.fake.calls if c.method == "load") == 1
