@@ -157,7 +157,8 @@ class CdcService:
             finally:
                 renewing.cancel()
                 await asyncio.gather(renewing, return_exceptions=True)
-                await self._release_leases([name])
+                with contextlib.suppress(SyncdError):  # otherwise it runs out by itself
+                    await self._release_leases([name])
         return report
 
     async def _once(self, report: OnceReport, name: str, poller: ModelPoller) -> None:
@@ -256,6 +257,10 @@ class CdcService:
         another replica may have taken them."""
         interval = self.settings.cdc.interval_seconds
         names = sorted(self.pollers)
+        log.info(
+            "cdc: leadership by lease (database.pooler = transaction) as %s: %.0f s, renewed every %.1f s",
+            self.holder, self.lease_seconds, interval,
+        )  # fmt: skip
         tasks: dict[str, asyncio.Task[None]] = {}
         lost: dict[str, asyncio.Event] = {}
         valid_until = 0.0  # monotonic time until which the leases last confirmed are surely ours

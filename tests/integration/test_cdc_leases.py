@@ -45,7 +45,7 @@ class Rig:
     pool: asyncpg.Pool
     dsn: str
 
-    def service(self, instance: str, **cdc: Any) -> CdcService:
+    def service(self, instance: str, *, dry_run: bool = False, **cdc: Any) -> CdcService:
         settings = Settings.model_validate(
             {
                 "database": {"pooler": "transaction"},
@@ -53,13 +53,14 @@ class Rig:
                 "daemon": {"instance_id": instance},
             }
         )
-        return CdcService(settings, self.odoo, self.pool, self.dsn)
+        return CdcService(settings, self.odoo, self.pool, self.dsn, dry_run=dry_run)
 
     async def lease(self) -> asyncpg.Record | None:
         return await self.pool.fetchrow("select * from syncd.cdc_leases where model = $1", MODEL)
 
     async def mirrored_name(self, rid: int) -> str | None:
-        return await self.pool.fetchval("select name from odoo.res_partner where id = $1", rid)  # type: ignore[no-any-return]
+        name: str | None = await self.pool.fetchval("select name from odoo.res_partner where id = $1", rid)
+        return name
 
 
 @pytest.fixture
@@ -236,11 +237,7 @@ async def test_once_skips_a_model_leased_elsewhere_and_a_dry_run_takes_no_lease(
     assert report.skipped == [MODEL] and not report.polls
     await r.pool.execute(db.queries["cdc_lease_release"], [MODEL], "other")
 
-    dry = r.service("a")
-    for poller in dry.pollers.values():
-        poller.dry_run = True
-    dry.dry_run = True
-    report = await dry.run_once()
+    report = await r.service("a", dry_run=True).run_once()
     assert list(report.polls) == [MODEL] and not report.skipped
     assert await r.lease() is None
 
