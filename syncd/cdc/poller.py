@@ -5,6 +5,11 @@ Each page is written in one transaction together with the cursor that covers it,
 the mirror and the cursor agree and the next run resumes at the last committed page. While a page
 is being written, the next one is already being fetched from Odoo.
 
+A page goes to PostgreSQL as one JSON text, and PostgreSQL converts the values
+(:meth:`~syncd.cdc.schema.MirrorTable.upsert_sql`): Python parses Odoo's answer once (the cursor
+needs write_date and id) and re-serializes it with orjson, and converts nothing per value. When
+PostgreSQL rejects a value, the Python converters find which record and field it was.
+
 Deletions leave no trace a cursor can see; :meth:`ModelPoller.reconcile` compares ids (and the
 ``write_date`` Odoo reports) between Odoo and the mirror, marks what is gone and re-reads what
 differs — which also catches a late commit older than the lookback window.
@@ -16,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -25,7 +30,7 @@ import asyncpg
 
 from syncd import db, metrics
 from syncd.cdc.cursor import Cursor, odoo_datetime
-from syncd.cdc.schema import MirrorTable, SchemaProblem
+from syncd.cdc.schema import MirrorTable, SchemaProblem, page_json
 from syncd.config import CdcSettings, ModelSettings
 from syncd.errors import DatabaseError
 from syncd.odoo import OdooClient
@@ -39,6 +44,27 @@ RECONCILE_CHUNK = 10_000
 READ_CHUNK = 500
 #: Seconds between two backfill progress lines.
 PROGRESS_EVERY = 5.0
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of records as Odoo returned them: parsed (the cursor reads write_date and id from it,
+    and a value PostgreSQL rejected is looked for in it) and as JSON text (what the upsert converts)."""
+
+    records: list[dict[str, Any]]
+    json: str
+
+    @classmethod
+    def of(cls, records: list[dict[str, Any]]) -> Page:
+        return cls(records, page_json(records))
+
+
+async def upsert_page(conn: db.Connection, upsert_sql: str, page: Page) -> int:
+    """Upsert ``page`` with :meth:`~syncd.cdc.schema.MirrorTable.upsert_sql`; the rows written."""
+    if not page.records:
+        return 0
+    status = await conn.execute(upsert_sql, page.json)
+    return int(status.rsplit(" ", 1)[-1])
 
 
 @dataclass
@@ -79,7 +105,6 @@ class ModelPoller:
         self.dry_run = dry_run
         self.table: MirrorTable | None = None
         self._upsert_sql = ""
-        self._converters: list[Any] = []
         self.caught_up_at: float | None = None
         #: Awaited inside every mirror transaction before it writes; raising rolls it back.
         #: CdcService checks there that this replica still holds the model's lease.
@@ -101,7 +126,6 @@ class ModelPoller:
                 await self._ensure_table(table)
             self.table = table
             self._upsert_sql = table.upsert_sql()
-            self._converters = table.converters()
         if not self.dry_run:
             async with db.transaction(self.pool, "cdc state") as conn:
                 await conn.execute(db.queries["cdc_state_ensure"], self.name)
@@ -142,19 +166,19 @@ class ModelPoller:
         fetch = asyncio.ensure_future(self._fetch(cursor, limit, table))
         try:
             while True:
-                rows = await fetch
-                cursor, done = cursor.advance(rows, limit)
+                page = await fetch
+                cursor, done = cursor.advance(page.records, limit)
                 if not done:  # fetch the next page while this one is written
                     fetch = asyncio.ensure_future(self._fetch(cursor, limit, table))
                 stored = cursor.at_least(stored)
                 written = await self._write_page(
-                    table, rows, stored, "incremental" if done else state["phase"]
+                    table, page, stored, "incremental" if done else state["phase"]
                 )
-                result.rows_read += len(rows)
+                result.rows_read += len(page.records)
                 result.rows_written += written
                 result.pages += 1
                 if progress is not None:
-                    progress.page(len(rows))
+                    progress.page(len(page.records))
                 if done:
                     break
         except BaseException:
@@ -165,26 +189,42 @@ class ModelPoller:
         await self._succeeded(started)
         return result
 
-    async def _fetch(self, cursor: Cursor, limit: int, table: MirrorTable) -> list[dict[str, Any]]:
+    async def _fetch(self, cursor: Cursor, limit: int, table: MirrorTable) -> Page:
         domain, order = cursor.query()
-        rows: list[dict[str, Any]] = await self.odoo.search_read(
+        records = await self.odoo.search_read(
             self.name, domain, table.read_fields, limit=limit, order=order, context=ALL_RECORDS
         )
-        return rows
+        # Serialized here, so that it happens while PostgreSQL writes the previous page.
+        return Page.of(records)
 
-    async def _write_page(
-        self, table: MirrorTable, rows: Sequence[Mapping[str, Any]], cursor: Cursor, phase: str
-    ) -> int:
+    async def _write_page(self, table: MirrorTable, page: Page, cursor: Cursor, phase: str) -> int:
         if self.dry_run:
             return 0
-        converted = [table.to_row(r, self._converters) for r in rows]
-        async with self._mirroring() as conn:
-            written = await self._upsert(conn, converted)
-            await conn.execute(
-                db.queries["cdc_state_advance"], self.name, cursor.second, cursor.drain_id, phase, written
-            )
+        with self._naming_rejected_values(table, page):
+            async with self._mirroring() as conn:
+                written = await upsert_page(conn, self._upsert_sql, page)
+                await conn.execute(
+                    db.queries["cdc_state_advance"], self.name, cursor.second, cursor.drain_id, phase, written
+                )
         metrics.CDC_RECORDS.labels(model=self.name).inc(written)
         return written
+
+    @contextlib.contextmanager
+    def _naming_rejected_values(self, table: MirrorTable, page: Page) -> Iterator[None]:
+        """When PostgreSQL rejects a value of ``page`` (SQLSTATE class 22, data exception: a date
+        that is no date, a number out of range), raise a SchemaProblem that names the model, record
+        and field, found by the Python converters."""
+        try:
+            yield
+        except DatabaseError as e:
+            if not str(getattr(e.__cause__, "sqlstate", "") or "").startswith("22"):
+                raise
+            table.check_values(page.records)  # raises naming the record and field, if it can tell
+            ids = [r.get("id") for r in page.records]
+            raise SchemaProblem(
+                f"{self.name}: PostgreSQL rejected a value of one of the records with ids "
+                f"{ids[0]}…{ids[-1]} (the Python converters could not tell which): {e}"
+            ) from e
 
     @contextlib.asynccontextmanager
     async def _mirroring(self) -> AsyncIterator[db.Connection]:
@@ -195,12 +235,6 @@ class ModelPoller:
             if self.guard is not None:
                 await self.guard(conn)
             yield conn
-
-    async def _upsert(self, conn: db.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
-        if not rows:
-            return 0
-        status = await conn.execute(self._upsert_sql, *(list(column) for column in zip(*rows, strict=True)))
-        return int(status.rsplit(" ", 1)[-1])
 
     async def _load_state(self) -> Mapping[str, Any]:
         with db.translate_errors("cdc state"):  # acquire() inside: it may have to reconnect
@@ -299,10 +333,11 @@ class ModelPoller:
             rows = await self.odoo.read(self.name, ids[start : start + READ_CHUNK], table.read_fields)
             if self.dry_run or not rows:
                 continue
-            converted = [table.to_row(r, self._converters) for r in rows]
-            async with self._mirroring() as conn:
-                n = await self._upsert(conn, converted)
-                await conn.execute(db.queries["cdc_state_add_rows"], self.name, n)
+            page = Page.of(rows)
+            with self._naming_rejected_values(table, page):
+                async with self._mirroring() as conn:
+                    n = await upsert_page(conn, self._upsert_sql, page)
+                    await conn.execute(db.queries["cdc_state_add_rows"], self.name, n)
             metrics.CDC_RECORDS.labels(model=self.name).inc(n)
             written += n
         return written

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from syncd.cdc.schema import MirrorTable, SchemaProblem, select_fields
+from syncd.cdc.schema import MirrorTable, SchemaProblem, page_json, select_fields
 from syncd.config import ModelSettings
 
 pytestmark = pytest.mark.unit
@@ -87,3 +88,53 @@ def test_an_unreadable_value_names_the_model_record_and_field() -> None:
     table = MirrorTable.build("odoo", ModelSettings(model="x.y", fields=["day"]), FIELDS)
     with pytest.raises(SchemaProblem, match=r"x\.y id 7: field 'day' \(date\)"):
         table.to_row({"id": 7, "day": "31/01/2026"}, table.converters())
+
+
+def test_read_fields_come_in_jsonb_key_order() -> None:
+    """Odoo answers with the keys in the order asked for; PostgreSQL then finds them sorted."""
+    table = MirrorTable.build("odoo", ModelSettings(model="x.y", fields="*"), FIELDS)
+    fields = table.read_fields
+    assert sorted(fields) == sorted({c.field for c in table.columns} | {"write_date"})
+    keys = [k.encode() for k in ["id", *fields]]
+    assert keys == sorted(keys, key=lambda k: (len(k), k))
+
+
+def test_the_upsert_takes_the_page_as_one_json_parameter_and_rewrites_only_what_changed() -> None:
+    table = MirrorTable.build("odoo", ModelSettings(model="x.y", fields=["name", "qty"]), FIELDS)
+    sql = table.upsert_sql()
+    assert "$1" in sql and "$2" not in sql
+    assert "from jsonb_array_elements($1::text::jsonb) as r" in sql
+    assert 'select o."_raw" from "odoo"."x_y" as o' in sql  # unchanged records are left out first
+    assert sql.endswith('where m."_raw" is distinct from excluded."_raw" or m."_deleted_at" is not null')
+    assert '"_deleted_at" = null' in sql  # an upsert revives a record marked deleted
+
+
+def test_page_json_is_compact_and_falls_back_for_what_orjson_refuses() -> None:
+    page = [{"id": 1, "name": "é 漢字", "ratio": 0.1, "tag_ids": [1, 2]}]
+    assert page_json(page) == '[{"id":1,"name":"é 漢字","ratio":0.1,"tag_ids":[1,2]}]'
+    huge = [{"id": 1, "qty": 2**70, "name": "é"}]  # beyond 64 bits: orjson refuses it
+    assert json.loads(page_json(huge)) == huge
+
+
+def test_integers_beyond_bigint_are_unreadable_like_postgresql_says() -> None:
+    table = MirrorTable.build(
+        "odoo", ModelSettings(model="x.y", fields=["qty", "parent_id", "tag_ids"]), FIELDS
+    )
+    ok = {"id": 1, "qty": 2**63 - 1, "parent_id": [-(2**63), "x"], "tag_ids": [2**63 - 1]}
+    table.check_values([ok])
+    for field, value in [("qty", 2**63), ("parent_id", [2**63, "x"]), ("tag_ids", [1, -(2**63) - 1])]:
+        with pytest.raises(SchemaProblem, match=rf"x\.y id 2: field '{field}' .*out of range for bigint"):
+            table.check_values([ok, {**ok, "id": 2, field: value}])
+
+
+def test_a_missing_key_reads_as_null_for_every_type() -> None:
+    table = MirrorTable.build("odoo", ModelSettings(model="x.y", fields="*"), FIELDS)
+    row = table.to_row({"id": 3}, table.converters())
+    assert row[0] == 3 and set(row[1:-1]) == {None}
+
+
+def test_non_finite_floats_which_json_cannot_hold_become_null() -> None:
+    # Odoo's JSON never holds them; Python's json would write NaN, which PostgreSQL's jsonb refuses
+    assert page_json([{"id": 1, "ratio": float("nan"), "other": float("inf")}]) == (
+        '[{"id":1,"ratio":null,"other":null}]'
+    )
