@@ -106,18 +106,20 @@ RAW_DONE = """
 update syncd.outbox set status = 'done', done_at = now(), locked_by = null, locked_until = null
 where id = any($1::bigint[])"""
 #: The least a piggybacking lease design must do: complete the previous batch and lease the next
-#: one in one statement (no per-record ordering checks, ids only).
-RAW_LEASE_AND_DONE = """
+#: one in one statement (no per-record ordering checks, ids only). As in syncd's statement, its LIMIT
+#: is a constant (one generic plan, no planning per batch) and the leased rows are found through the
+#: primary key (a join to the CTE may be planned as a scan of the whole table).
+RAW_LEASE_AND_DONE = f"""
 with done as (
     update syncd.outbox set status = 'done', done_at = now(), locked_by = null, locked_until = null
-    where id = any($3::bigint[])
+    where id = any($2::bigint[])
 ),
 c as materialized (
-    select id from syncd.outbox where unfinished and status = 'pending' order by id limit $1
+    select id from syncd.outbox where unfinished and status = 'pending' order by id limit {BATCH}
     for update skip locked
 )
-update syncd.outbox o set status = 'inflight', locked_by = $2, locked_until = now() + interval '2 minutes'
-from c where o.id = c.id
+update syncd.outbox o set status = 'inflight', locked_by = $1, locked_until = now() + interval '2 minutes'
+where o.id = any(array(select id from c))
 returning o.id"""
 
 log = logging.getLogger("bench.outbox")
@@ -487,10 +489,10 @@ class ClaimBench:
             while True:
                 if self._midway(batches, loop_no):
                     self.explained.append(
-                        await explain(conn, "raw lease + done", RAW_LEASE_AND_DONE, BATCH, "raw", ids)
+                        await explain(conn, "raw lease + done", RAW_LEASE_AND_DONE, "raw", ids)
                     )
                 t0 = time.perf_counter()
-                rows = await conn.fetch(RAW_LEASE_AND_DONE, BATCH, f"raw-{loop_no}", ids)
+                rows = await conn.fetch(RAW_LEASE_AND_DONE, f"raw-{loop_no}", ids)
                 run.timed("lease + done", t0)
                 ids = [r[0] for r in rows]
                 if not ids:
