@@ -193,8 +193,9 @@ candidates as materialized (
     from syncd.outbox o
     where o.unfinished
       and ((o.status = 'pending' and o.available_at <= now())
-           or (o.status = 'inflight' and o.locked_until < now()))
-      and o.id <> all($3::bigint[]) and o.id <> all($5::bigint[]) and o.id <> all($8::bigint[])
+           -- a lease ran out; not one whose outcome this statement writes (in flight until now)
+           or (o.status = 'inflight' and o.locked_until < now()
+               and o.id <> all($3::bigint[]) and o.id <> all($5::bigint[]) and o.id <> all($8::bigint[])))
       and (o.key is null or not exists (
             select 1 from syncd.outbox e
             where e.unfinished and e.model = o.model and e.key = o.key and e.id < o.id

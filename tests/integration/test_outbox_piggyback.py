@@ -150,6 +150,19 @@ async def test_an_outcome_for_a_lost_lease_is_not_written_and_does_not_unblock(r
     assert (await r.row(a2))["status"] == "pending"
 
 
+async def test_an_outcome_is_written_even_after_the_lease_ran_out_if_nobody_took_over(r: Rig) -> None:
+    """Its lease ran out but no other consumer claimed it: the event is still this consumer's, its
+    outcome is written, and the statement writing it does not lease it again."""
+    event_id = await r.enqueue("a", {"name": "a1"})
+    c = r.consumer()
+    (event,) = await c.claim()
+    await r.expire_leases()
+    c.record([Outcome(event, "done", result_id=3)])
+    assert await c.claim() == []
+    row = await r.row(event_id)
+    assert (row["status"], row["attempts"], row["result_id"]) == ("done", 1, 3)
+
+
 async def test_flush_writes_outcomes_and_leases_nothing(r: Rig) -> None:
     a1 = await r.enqueue("a", {"name": "a1"})
     a2 = await r.enqueue("b", {"name": "b1"})
