@@ -109,17 +109,39 @@ def translate_errors(what: str = "database") -> Iterator[None]:
 # ------------------------------------------------------------------------------------------ pools
 
 
+#: The one key of what :func:`loads_json` returns for JSON that Python cannot read. PostgreSQL's json
+#: and jsonb cannot hold NUL, so no value read from the database has this key by itself.
+UNREADABLE_JSON = "\x00unreadable JSON"
+
+
+def loads_json(text: str | bytes) -> Any:
+    """``json.loads`` for JSON that PostgreSQL accepted, which Python cannot always read: PostgreSQL
+    takes nesting thousands of levels deep and integers of any length, Python's json stops near its
+    recursion limit (1000) and at 4300 digits. Such a value reads as ``{UNREADABLE_JSON: reason}``
+    instead of raising, so that one value cannot fail every statement that reads it (for the outbox:
+    every claim, forever); the outbox dead-letters it with the reason (``syncd.outbox.convert``)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        reason = "it nests too deeply for Python (lists or objects about 1000 levels deep)"
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # int('…') beyond sys.get_int_max_str_digits()
+        reason = "it holds a number of more than 4300 digits, more than Python reads"
+    return {UNREADABLE_JSON: reason}
+
+
 def _jsonb_encode(value: Any) -> bytes:
     return b"\x01" + json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _jsonb_decode(data: bytes) -> Any:
-    return json.loads(data[1:])
+    return loads_json(data[1:])
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # jsonb in binary format, so that it also works in arrays and binary COPY (mirror writes).
-    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=loads_json, schema="pg_catalog")
     await conn.set_type_codec(
         "jsonb", encoder=_jsonb_encode, decoder=_jsonb_decode, schema="pg_catalog", format="binary"
     )

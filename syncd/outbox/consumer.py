@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import time
@@ -296,7 +295,7 @@ class OutboxConsumer:
                 log.warning("outbox: the outcomes of %d events were not recorded; their events return when"
                             " their lease ends", len(outcomes))  # fmt: skip
             raise
-        loads = json.loads
+        loads = db.loads_json  # never raises: JSON Python cannot read kills only its event
         events: list[Event] = []
         done_seconds: Sequence[float] = ()
         for r in rows:

@@ -6,47 +6,74 @@ strings, ``null`` to clear. Odoo is unforgiving in both directions (``odoo-wire/
 ``tz=UTC``); ``write`` wants real JSON types and *silently* drops a many2one given as ``"20"``,
 takes any non-empty string as a true boolean and ignores read-only fields. So every value is checked
 against ``fields_get`` first, and a field that does not exist or a value of the wrong type is a
-:class:`PayloadError` naming the field — a permanent failure of that one event.
+:class:`PayloadError` naming the field — a permanent failure of that one event. Messages show names
+and values shortened (a payload may hold a megabyte of text, or lists nested hundreds deep).
 """
 
 from __future__ import annotations
 
+import json
+import math
+import reprlib
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
+from syncd.db import UNREADABLE_JSON
 from syncd.errors import SyncdError
 
 Fields = Mapping[str, Mapping[str, Any]]
 
 #: The context every load() gets: datetimes are UTC, as in the mirror.
 LOAD_CONTEXT = {"tz": "UTC"}
+#: Odoo's ids are PostgreSQL ``integer`` (serial) columns.
+MAX_ID = 2**31 - 1
+#: Deepest nesting taken for a json/properties field: recursive encoders and decoders (Python's json
+#: here and in Odoo) fail somewhere below 1000 levels, and real values are a few levels deep.
+MAX_JSON_DEPTH = 100
 
 
 class PayloadError(SyncdError, ValueError):
     """An event's payload cannot be applied: unknown field, wrong type, read-only field."""
 
 
-def _check_field(model: str, name: str, fields: Fields) -> Mapping[str, Any]:
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring = 3, 6, 4, 40
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A value or name for a message: its repr, at most ``limit`` characters (containers shortened
+    level by level, so that deep nesting cannot recurse either)."""
+    try:
+        shown = _SHORT.repr(value) if isinstance(value, list | dict) else repr(value)
+    except ValueError:  # an integer beyond Python's str conversion limit
+        return "a number of more than 4300 digits"
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def _check_field(model: str, name: str, value: Any, fields: Fields) -> Mapping[str, Any]:
+    if name == UNREADABLE_JSON:  # see syncd.db.loads_json
+        raise PayloadError(f"{model}: the payload cannot be read: {value}")
     spec = fields.get(name)
     if name == "id":
         raise PayloadError(f"{model}: 'id' cannot be set; use odoo_id with op 'write' to target a record")
     if spec is None:
-        raise PayloadError(f"{model}: field {name!r} does not exist")
+        raise PayloadError(f"{model}: field {_show(name)} does not exist")
     if not spec.get("store", True) or spec.get("readonly", False):
-        raise PayloadError(f"{model}: field {name!r} is read-only or computed in Odoo and cannot be written")
+        raise PayloadError(
+            f"{model}: field {_show(name)} is read-only or computed in Odoo and cannot be written"
+        )
     if spec.get("type") == "one2many":
         raise PayloadError(
-            f"{model}: field {name!r} is a one2many; write the child records (with their many2one) instead"
+            f"{model}: field {_show(name)} is a one2many; write the child records (with their many2one) instead"
         )
     return spec
 
 
 def _wrong(model: str, name: str, kind: str, value: Any, expected: str) -> PayloadError:
-    shown = repr(value)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return PayloadError(f"{model}: field {name!r} ({kind}) cannot take {shown}: expected {expected}")
+    return PayloadError(
+        f"{model}: field {_show(name)} ({kind}) cannot take {_show(value)}: expected {expected}"
+    )
 
 
 def _is_int(value: Any) -> bool:
@@ -63,8 +90,14 @@ def _datetime_utc(model: str, name: str, value: Any) -> str:
             model, name, "datetime", value, "an ISO 8601 datetime such as 2026-01-31T10:00:00Z"
         ) from None
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-    return parsed.strftime("%Y-%m-%d %H:%M:%S")
+        try:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is in year 0 in UTC
+            raise _wrong(
+                model, name, "datetime", value, "a datetime within the years 1 to 9999 in UTC"
+            ) from None
+    # isoformat, not strftime: strftime writes the year 1 as "1", which Odoo cannot read back
+    return parsed.isoformat(sep=" ", timespec="seconds")
 
 
 def _date(model: str, name: str, value: Any) -> str:
@@ -82,14 +115,44 @@ def _selection(model: str, name: str, spec: Mapping[str, Any], value: Any) -> st
     allowed = [str(option[0]) for option in spec.get("selection") or [] if option]
     if allowed and value not in allowed:
         shown = ", ".join(repr(a) for a in allowed[:12]) + (", ..." if len(allowed) > 12 else "")
-        raise PayloadError(f"{model}: field {name!r} (selection) has no value {value!r}; allowed: {shown}")
+        raise PayloadError(
+            f"{model}: field {_show(name)} (selection) has no value {_show(value)}; allowed: {shown}"
+        )
     return value
 
 
+def _is_id(value: Any) -> bool:
+    return _is_int(value) and 0 < value <= MAX_ID
+
+
 def _ids(model: str, name: str, kind: str, value: Any) -> list[int]:
-    if not isinstance(value, list) or not all(_is_int(v) and v > 0 for v in value):
+    if not isinstance(value, list) or not all(_is_id(v) for v in value):
         raise _wrong(model, name, kind, value, "a list of positive record ids")
     return list(value)
+
+
+def _finite(value: Any) -> bool:
+    """A JSON number that fits a double. jsonb reads ``1e309`` back as an integer of 310 digits,
+    which Odoo's ``float()`` would turn into infinity."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)  # converts an int to float: OverflowError beyond the double range
+    except OverflowError:
+        return False
+
+
+def _json_depth(value: Any) -> int:
+    """How deep lists and objects nest in ``value``, counted level by level (the value may nest deeper
+    than Python can recurse); counting stops past MAX_JSON_DEPTH."""
+    depth, level = 0, [value]
+    while depth <= MAX_JSON_DEPTH:
+        containers = [item for item in level if isinstance(item, list | dict)]
+        if not containers:
+            return depth
+        depth += 1
+        level = [child for c in containers for child in (c.values() if isinstance(c, dict) else c)]
+    return depth
 
 
 def load_header(name: str, fields: Fields) -> str:
@@ -99,7 +162,7 @@ def load_header(name: str, fields: Fields) -> str:
 
 def load_cell(model: str, name: str, value: Any, fields: Fields) -> str:
     """One ``load`` cell. Every cell is a string; ``""`` clears the field."""
-    spec = _check_field(model, name, fields)
+    spec = _check_field(model, name, value, fields)
     kind = spec.get("type", "")
     if value is None:
         return ""
@@ -112,11 +175,7 @@ def load_cell(model: str, name: str, value: Any, fields: Fields) -> str:
             raise _wrong(model, name, kind, value, "a whole number within ±2147483647")
         return str(value)
     if kind in ("float", "monetary"):
-        if (
-            not (_is_int(value) or isinstance(value, float))
-            or value != value
-            or value in (float("inf"), float("-inf"))
-        ):
+        if not _finite(value):
             raise _wrong(model, name, kind, value, "a finite number")
         return repr(float(value)) if isinstance(value, float) else str(value)
     if kind in ("char", "text", "html"):
@@ -130,8 +189,8 @@ def load_cell(model: str, name: str, value: Any, fields: Fields) -> str:
     if kind == "datetime":
         return _datetime_utc(model, name, value)
     if kind == "many2one":
-        if not _is_int(value) or value <= 0:
-            raise _wrong(model, name, kind, value, "a record id (a positive whole number) or null")
+        if not _is_id(value):
+            raise _wrong(model, name, kind, value, "a record id (a positive whole number below 2^31) or null")
         return str(value)
     if kind == "many2many":
         return ",".join(str(i) for i in _ids(model, name, kind, value))
@@ -144,11 +203,19 @@ def load_cell(model: str, name: str, value: Any, fields: Fields) -> str:
 
 def write_value(model: str, name: str, value: Any, fields: Fields) -> Any:
     """One value for ``write``/``create``, in the JSON type Odoo needs (``false`` clears)."""
-    spec = _check_field(model, name, fields)
+    spec = _check_field(model, name, value, fields)
     kind = spec.get("type", "")
     if value is None:
         return [(6, 0, [])] if kind == "many2many" else False
     if kind in ("json", "properties"):
+        if _json_depth(value) > MAX_JSON_DEPTH:
+            raise PayloadError(
+                f"{model}: field {_show(name)} ({kind}) is nested deeper than {MAX_JSON_DEPTH} levels"
+            )
+        try:
+            json.dumps(value, allow_nan=False)
+        except ValueError:
+            raise _wrong(model, name, kind, value, "JSON without NaN or infinite numbers") from None
         return value
     if kind == "many2many":
         return [(6, 0, _ids(model, name, kind, value))]
