@@ -8,6 +8,7 @@ never shows them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -37,7 +38,9 @@ _MODEL_NAME = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z0-9_]+)*$")
 _FIELD_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _SQL_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
-PositiveSeconds = Annotated[float, Field(gt=0)]
+#: inf passes gt=0 (and TOML writes it as plain `inf`), but no duration of syncd can be infinite:
+#: PostgreSQL's make_interval refuses it, asyncio's timers never fire.
+PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class _Section(BaseModel):
@@ -191,7 +194,7 @@ class CdcSettings(_Section):
     #: Every poll re-reads this far before the cursor: Odoo stamps write_date at the start of a
     #: transaction, so a long transaction commits rows "in the past". Keep it above Odoo's
     #: limit_time_real (120 s by default), the longest an Odoo transaction can run.
-    lookback_seconds: float = Field(default=120.0, ge=0)
+    lookback_seconds: float = Field(default=120.0, ge=0, allow_inf_nan=False)
     reconcile_interval_seconds: PositiveSeconds = 3600.0
     models: list[ModelSettings] = Field(default_factory=list)
 
@@ -219,7 +222,7 @@ class OutboxSettings(_Section):
     max_attempts: int = Field(default=10, ge=1)
     backoff_base_seconds: PositiveSeconds = 1.0
     backoff_max_seconds: PositiveSeconds = 600.0
-    retention_days: float = Field(default=7.0, ge=0)
+    retention_days: float = Field(default=7.0, ge=0, allow_inf_nan=False)
     #: Module part of the external ids syncd gives to records it creates (``syncd.<model>__k_<key>`` or ``__h_<hash>``).
     xmlid_module: str = "syncd"
 
@@ -327,6 +330,9 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             data = tomllib.loads(file.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{file}: not valid TOML: {e}") from None
+        except UnicodeDecodeError as e:
+            line = e.object[: e.start].count(b"\n") + 1
+            raise ConfigError(f"{file}: not UTF-8 text (line {line}); TOML files are UTF-8") from None
         except OSError as e:
             raise ConfigError(f"{file}: cannot read: {e.strerror}") from None
     _apply_env(data, env)
@@ -352,10 +358,10 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
             continue
         value: Any = raw
         if raw[:1] in "[{":
-            try:
+            # A list or table as JSON; else text that starts like JSON (a listen address "[::]:9187",
+            # a secret), which the key's validation judges.
+            with contextlib.suppress(json.JSONDecodeError):
                 value = json.loads(raw)
-            except json.JSONDecodeError:
-                raise ConfigError(f"{name}: looks like JSON but does not parse") from None
         target = data.setdefault(section, {})
         if not isinstance(target, dict):
             raise ConfigError(f"{name}: [{section}] is not a table in the config file")
@@ -390,6 +396,9 @@ def format_validation_error(error: ValidationError, file: Path | None) -> str:
 
 
 def _short(value: Any) -> str:
+    if isinstance(value, str) and "@" in value:
+        with contextlib.suppress(ValueError):
+            value = redact_dsn(value)  # a URL's password, e.g. odoo.url = "ftp://bot:secret@erp"
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -399,6 +408,8 @@ def _read_secret(path: Path, key: str) -> SecretStr:
         text = path.expanduser().read_text(encoding="utf-8")
     except OSError as e:
         raise ValueError(f"{key} = {str(path)!r}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{key} = {str(path)!r}: not UTF-8 text") from None
     text = text.strip("\r\n")
     if not text:
         raise ValueError(f"{key} = {str(path)!r}: the file is empty")
