@@ -71,8 +71,10 @@ FAULTS = (
     "dropped connections",
     "late commits",
     "serialization conflicts",
-    "postgres restart",
+    # Before the restart of PostgreSQL, which hands the CDC leadership to whichever replica
+    # reconnects first: the first kill -9 hits b while it polls every model.
     "kill -9 replica",
+    "postgres restart",
 )
 
 STATES = [("draft", "Draft"), ("open", "Open"), ("done", "Done")]
@@ -386,8 +388,8 @@ class Report:
                 text += f"; {sum(i.hits for i in done)} calls hit"
             if recoveries:
                 text += (
-                    f"; backlog of {span([i.backlog for i in done], '{:d}')} open events finished and probes"
-                    f" through in {span(recoveries, '{:.1f}')} s"
+                    f"; recovered (the {span([i.backlog for i in done], '{:d}')} events open at the fault's"
+                    f" end finished, probes through) in {span(recoveries, '{:.1f}')} s"
                 )
             problems = [i.problem for i in done if i.problem]
             if problems:
@@ -413,7 +415,16 @@ class Report:
             + (", ".join(f"{k} {v}" for k, v in sorted(self.faulted_calls.items())) or "none"),
             "",
             table(
-                ["replica", "pid", "RSS start (after warm-up)", "RSS end", "RSS max", "growth", "note"],
+                [
+                    "replica",
+                    "pid",
+                    "RSS start (after warm-up)",
+                    "RSS end",
+                    "RSS max",
+                    "growth",
+                    "trend (5 samples over its life)",
+                    "note",
+                ],
                 self.rss,
             ),
             "",
@@ -790,7 +801,7 @@ class Soak:
             await self._until(lambda: not f.pending, d)
             return Injection(fault, at, f"{n} × SerializationFailure")
         if fault == "postgres restart":
-            down = self.rng.uniform(1.0, 3.0)
+            down = self.rng.uniform(1.0, max(3.0, d / 4))
             await asyncio.to_thread(self.pg.stop, "fast")
             await asyncio.sleep(down)
             await asyncio.to_thread(self.pg.start)
@@ -1097,15 +1108,21 @@ class Soak:
                 start = later[0] if later else (r.rss[0][1] if r.rss else None)
                 note = f"restarted {r.starts - 1}× by the schedule; start = {self.o.warmup_seconds:g} s after its last start"
             peak = max((kb for _, kb in r.rss), default=0)
+            samples = [kb for _, kb in r.rss]
+            trend = (
+                " → ".join(f"{samples[(len(samples) - 1) * k // 4] / 1024:.1f}" for k in range(5))
+                if samples
+                else ""
+            )
             if start is None or end is None:
-                self.report.rss.append([r.name, str(r.pid), "?", "?", "?", "?", note or "not running"])
+                self.report.rss.append([r.name, str(r.pid), "?", "?", "?", "?", trend, note or "not running"])
                 ok = False
                 continue
             growth = end - start
             flat = growth / 1024 <= self.o.rss_growth_mb or growth <= start * self.o.rss_growth_ratio
             ok &= flat
             self.report.rss.append([r.name, str(r.pid), mb(start), mb(end), mb(peak),
-                                    f"{growth / 1024:+.1f} MB ({growth / start:+.0%})", note])  # fmt: skip
+                                    f"{growth / 1024:+.1f} MB ({growth / start:+.0%})", trend + " MB", note])  # fmt: skip
             notes.append(f"{r.name}: {mb(start)} → {mb(end)}")
         limit = f"(flat: ≤ +{self.o.rss_growth_mb:g} MB or ≤ +{self.o.rss_growth_ratio:.0%})"
         return ok, ", ".join(notes) + " " + limit
