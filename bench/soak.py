@@ -1144,10 +1144,16 @@ class Soak:
         for name, label in keys:
             values = [s.get((name, label)) for s in scrapes]
             if name == "syncd_component_restarts_total" and not any(values):
-                continue
+                continue  # summed up below
             self.report.metrics.append(
                 [f"{name}{{{label}}}" if label else name, *("—" if v is None else f"{v:g}" for v in values)]
             )
+        restarts = [
+            sum(v for (n, _), v in sc.items() if n == "syncd_component_restarts_total") for sc in scrapes
+        ]
+        self.report.metrics.append(
+            ["syncd_component_restarts_total (all components)", *map("{:g}".format, restarts)]
+        )
         note = f"replica b's counters start at its last restart ({self.replicas[-1].starts - 1} kill -9s)"
         self.report.metrics.append(["(note)", "", note])
         return all(scrapes)
