@@ -181,12 +181,13 @@ class OutboxConsumer:
         until = loop.time() + self._pause
         while not stop.is_set():
             self._outcomes_ready.clear()
-            await self._flush_quietly()
+            await self._flush_quietly()  # outcomes it could not write wait for the next attempt
             left = until - loop.time()
             if left <= 0:
                 return
-            if not self._outcomes:
-                await wait_any(stop, self._outcomes_ready, seconds=left)
+            await wait_any(stop, self._outcomes_ready, seconds=left)
+            if not self._outcomes_ready.is_set():
+                return  # the pause is over (or stop): the next claim carries what is left
 
     async def drain(self) -> DrainReport:
         """``--once``: deliver until nothing is claimable right now (retries scheduled later wait)."""

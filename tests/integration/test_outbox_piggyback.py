@@ -235,6 +235,34 @@ async def test_run_writes_retries_during_its_own_pause(r: Rig) -> None:
         await asyncio.wait_for(task, timeout=10)
 
 
+async def test_the_pause_does_not_spin_when_outcomes_cannot_be_written(r: Rig) -> None:
+    """PostgreSQL away during the consumer's pause: one attempt to write the waiting outcomes, then
+    the next when more arrive or the pause ends — not a tight loop of connection attempts."""
+    await r.enqueue("a", {"name": "a1"})
+    c = r.consumer(listen=False)
+    (event,) = await c.claim()
+    c.record([Outcome(event, "done")])
+    attempts = 0
+    flush = c.flush
+
+    async def counting_flush() -> None:
+        nonlocal attempts
+        attempts += 1
+        await flush()
+
+    c.flush = counting_flush  # type: ignore[method-assign]
+    nowhere = await asyncpg.create_pool(
+        f"postgresql://postgres@127.0.0.1:{free_port()}/x", min_size=0, timeout=2
+    )
+    try:
+        c.pool = nowhere
+        c._pause = 0.5
+        await c._pause_writing_outcomes(asyncio.Event())
+    finally:
+        await nowhere.close()
+    assert attempts == 1 and len(c._outcomes) == 1  # kept for the next statement
+
+
 async def test_shutdown_writes_the_outcomes_of_finished_batches(r: Rig) -> None:
     for i in range(12):
         await r.enqueue(f"k{i}", {"name": f"n{i}"})
