@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -46,24 +46,13 @@ READ_CHUNK = 500
 PROGRESS_EVERY = 5.0
 
 
-@dataclass(frozen=True)
-class Page:
-    """One page of records as Odoo returned them: parsed (the cursor reads write_date and id from it,
-    and a value PostgreSQL rejected is looked for in it) and as JSON text (what the upsert converts)."""
-
-    records: list[dict[str, Any]]
-    json: str
-
-    @classmethod
-    def of(cls, records: list[dict[str, Any]]) -> Page:
-        return cls(records, page_json(records))
-
-
-async def upsert_page(conn: db.Connection, upsert_sql: str, page: Page) -> int:
-    """Upsert ``page`` with :meth:`~syncd.cdc.schema.MirrorTable.upsert_sql`; the rows written."""
-    if not page.records:
+async def upsert_page(conn: db.Connection, upsert_sql: str, records: Sequence[Mapping[str, Any]]) -> int:
+    """Upsert a page of records as Odoo returned them with
+    :meth:`~syncd.cdc.schema.MirrorTable.upsert_sql` (their JSON text is its one parameter); the
+    number of rows written."""
+    if not records:
         return 0
-    status = await conn.execute(upsert_sql, page.json)
+    status = await conn.execute(upsert_sql, page_json(records))
     return int(status.rsplit(" ", 1)[-1])
 
 
@@ -166,19 +155,19 @@ class ModelPoller:
         fetch = asyncio.ensure_future(self._fetch(cursor, limit, table))
         try:
             while True:
-                page = await fetch
-                cursor, done = cursor.advance(page.records, limit)
+                records = await fetch
+                cursor, done = cursor.advance(records, limit)
                 if not done:  # fetch the next page while this one is written
                     fetch = asyncio.ensure_future(self._fetch(cursor, limit, table))
                 stored = cursor.at_least(stored)
                 written = await self._write_page(
-                    table, page, stored, "incremental" if done else state["phase"]
+                    table, records, stored, "incremental" if done else state["phase"]
                 )
-                result.rows_read += len(page.records)
+                result.rows_read += len(records)
                 result.rows_written += written
                 result.pages += 1
                 if progress is not None:
-                    progress.page(len(page.records))
+                    progress.page(len(records))
                 if done:
                     break
         except BaseException:
@@ -189,20 +178,22 @@ class ModelPoller:
         await self._succeeded(started)
         return result
 
-    async def _fetch(self, cursor: Cursor, limit: int, table: MirrorTable) -> Page:
+    async def _fetch(self, cursor: Cursor, limit: int, table: MirrorTable) -> list[dict[str, Any]]:
         domain, order = cursor.query()
-        records = await self.odoo.search_read(
+        return await self.odoo.search_read(
             self.name, domain, table.read_fields, limit=limit, order=order, context=ALL_RECORDS
         )
-        # Serialized here, so that it happens while PostgreSQL writes the previous page.
-        return Page.of(records)
 
-    async def _write_page(self, table: MirrorTable, page: Page, cursor: Cursor, phase: str) -> int:
+    async def _write_page(
+        self, table: MirrorTable, records: list[dict[str, Any]], cursor: Cursor, phase: str
+    ) -> int:
         if self.dry_run:
             return 0
-        with self._naming_rejected_values(table, page):
+        with self._naming_rejected_values(table, records):
             async with self._mirroring() as conn:
-                written = await upsert_page(conn, self._upsert_sql, page)
+                # The page is serialized only now (upsert_page), after the round trips that opened
+                # the transaction, in which the next page's request went out: Odoo does not wait.
+                written = await upsert_page(conn, self._upsert_sql, records)
                 await conn.execute(
                     db.queries["cdc_state_advance"], self.name, cursor.second, cursor.drain_id, phase, written
                 )
@@ -210,8 +201,10 @@ class ModelPoller:
         return written
 
     @contextlib.contextmanager
-    def _naming_rejected_values(self, table: MirrorTable, page: Page) -> Iterator[None]:
-        """When PostgreSQL rejects a value of ``page`` (SQLSTATE class 22, data exception: a date
+    def _naming_rejected_values(
+        self, table: MirrorTable, records: Sequence[Mapping[str, Any]]
+    ) -> Iterator[None]:
+        """When PostgreSQL rejects a value of ``records`` (SQLSTATE class 22, data exception: a date
         that is no date, a number out of range), raise a SchemaProblem that names the model, record
         and field, found by the Python converters."""
         try:
@@ -219,8 +212,8 @@ class ModelPoller:
         except DatabaseError as e:
             if not str(getattr(e.__cause__, "sqlstate", "") or "").startswith("22"):
                 raise
-            table.check_values(page.records)  # raises naming the record and field, if it can tell
-            ids = [r.get("id") for r in page.records]
+            table.check_values(records)  # raises naming the record and field, if it can tell
+            ids = [r.get("id") for r in records]
             raise SchemaProblem(
                 f"{self.name}: PostgreSQL rejected a value of one of the records with ids "
                 f"{ids[0]}…{ids[-1]} (the Python converters could not tell which): {e}"
@@ -333,10 +326,9 @@ class ModelPoller:
             rows = await self.odoo.read(self.name, ids[start : start + READ_CHUNK], table.read_fields)
             if self.dry_run or not rows:
                 continue
-            page = Page.of(rows)
-            with self._naming_rejected_values(table, page):
+            with self._naming_rejected_values(table, rows):
                 async with self._mirroring() as conn:
-                    n = await upsert_page(conn, self._upsert_sql, page)
+                    n = await upsert_page(conn, self._upsert_sql, rows)
                     await conn.execute(db.queries["cdc_state_add_rows"], self.name, n)
             metrics.CDC_RECORDS.labels(model=self.name).inc(n)
             written += n
