@@ -12,11 +12,13 @@ wall time, CPU time and peak RSS are its own.
    fake Odoo, of PostgreSQL and of everything else on the machine over the run. Before it, **the
    fake's serving speed alone**: every page fetched with ``OdooClient.search_read`` exactly as the
    poller asks for it (same fields, page size, order and cursor), nothing written.
-2. **Write path alone**, in this process, on the records fetched in 1: syncd's ``to_row`` + its
-   ``unnest`` upsert per page (as ``ModelPoller._write_page``), against a naive ``INSERT … ON
-   CONFLICT`` per row and against two limits: **raw** (asyncpg ``copy_records_to_table`` of
-   pre-converted tuples into a temp table + one ``INSERT … SELECT … ON CONFLICT``) and the **server
-   limit** (the same with the COPY data already encoded: PostgreSQL's own speed).
+2. **Write path alone**, in this process, on the records fetched in 1: syncd's own code per page
+   (``upsert_page``: the page's JSON with orjson, one statement in which PostgreSQL converts the
+   values, as ``ModelPoller._write_page`` does), against syncd's previous path
+   (``to_row`` + an ``unnest`` upsert), a naive ``INSERT … ON CONFLICT`` per row and two limits:
+   **raw** (asyncpg ``copy_records_to_table`` of pre-converted tuples into a temp table + one
+   ``INSERT … SELECT … ON CONFLICT``) and the **server limit** (the same with the COPY data already
+   encoded: PostgreSQL's own speed).
 3. **Incremental**: ``syncd run`` polling the mirrored ``records``; 1,000 random records are changed
    through the fake's JSON-2 ``write``, and the time until all 1,000 new values are in the mirror
    table is measured (the database is polled every 10 ms), against ``interval + 1 s``.
@@ -63,8 +65,8 @@ from bench.fake_server import FakeProcess
 from bench.model import MODEL, TABLE
 from syncd import db
 from syncd.cdc.cursor import Cursor
-from syncd.cdc.poller import ALL_RECORDS
-from syncd.cdc.schema import Column, MirrorTable
+from syncd.cdc.poller import ALL_RECORDS, upsert_page
+from syncd.cdc.schema import MirrorTable, page_json
 from syncd.config import CdcSettings, DatabaseSettings, ModelSettings, OdooSettings
 from syncd.db import quote_ident, replace_database
 from syncd.embedded import EmbeddedPostgres
@@ -555,36 +557,65 @@ class WritePath:
             return postgres_cpu(self.pg.postmaster)
         return proc_cpu(self.backend_pid) if self.pg.local else None
 
-    # -------------------------------------------------------------- syncd's own path (ModelPoller._upsert)
+    # ----------------------------------------------------- syncd's own path (ModelPoller._write_page)
     async def syncd(
         self, records: Sequence[dict[str, Any]], batch: int, *, reset: bool = True
     ) -> WriteResult:
+        """What ``ModelPoller._write_page`` does with each page: ``upsert_page`` (orjson, one statement)."""
         if reset:
             await self.reset()
-        sql, table, conv = self.table.upsert_sql(), self.table, self.converters
-        result = WriteResult("syncd: to_row + unnest upsert", batch, len(records), 0, 0, 0)
+        sql = self.table.upsert_sql()
+        result = WriteResult(SYNCD, batch, len(records), 0, 0, 0)
         written = 0
         async with self.timed(result):
             for page in _pages(records, batch):
-                rows = [table.to_row(r, conv) for r in page]
                 async with self.conn.transaction():
-                    status = await self.conn.execute(sql, *(list(c) for c in zip(*rows, strict=True)))
-                written += int(status.rsplit(" ", 1)[-1])
+                    written += await upsert_page(self.conn, sql, page)
         result.note = f"{written:,} rows written"
         return result
 
     async def syncd_sql_only(self, records: Sequence[dict[str, Any]], batch: int) -> WriteResult:
         await self.reset()
         sql = self.table.upsert_sql()
-        columns = [
-            [list(c) for c in zip(*(self.table.to_row(r, self.converters) for r in page), strict=True)]
-            for page in _pages(records, batch)
-        ]
-        result = WriteResult("syncd: unnest upsert only (rows pre-converted)", batch, len(records), 0, 0, 0)
+        bodies = [page_json(page) for page in _pages(records, batch)]
+        result = WriteResult(
+            "syncd: upsert only (page JSON serialized beforehand)", batch, len(records), 0, 0, 0,
+            "orjson not timed",
+        )  # fmt: skip
         async with self.timed(result):
-            for arrays in columns:
+            for body in bodies:
                 async with self.conn.transaction():
-                    await self.conn.execute(sql, *arrays)
+                    await self.conn.execute(sql, body)
+        return result
+
+    # ------------------------------------------------------------ syncd before, for comparison
+    def _unnest_sql(self) -> str:
+        """syncd's upsert before it sent the page as JSON: per-column arrays of values converted in
+        Python (``MirrorTable.to_row``), x2many ids as array literals."""
+        params, select = [], []
+        for i, (_name, pg_type) in enumerate(self._typed(), start=1):
+            if pg_type.endswith("[]"):
+                params.append(f"${i}::text[]")
+                select.append(f"u.c{i}::{pg_type}")
+            else:
+                params.append(f"${i}::{pg_type}[]")
+                select.append(f"u.c{i}")
+        aliases = ", ".join(f"c{i}" for i in range(1, len(params) + 1))
+        return (
+            f"insert into {self.table.qualified} as m ({', '.join(self.names)}) "
+            f"select {', '.join(select)} from unnest({', '.join(params)}) as u({aliases}) " + self.conflict
+        )
+
+    async def previous(self, records: Sequence[dict[str, Any]], batch: int) -> WriteResult:
+        await self.reset()
+        sql, table, conv = self._unnest_sql(), self.table, self.converters
+        result = WriteResult("previous syncd: to_row + unnest upsert", batch, len(records), 0, 0, 0)
+        async with self.timed(result):
+            for page in _pages(records, batch):
+                rows = [table.to_row(r, conv) for r in page]
+                async with self.conn.transaction():
+                    await self.conn.execute(sql, *(list(c) for c in zip(*rows, strict=True)))
+        result.note = "the path the one above replaced"
         return result
 
     # ---------------------------------------------------------------------------------- naive baseline
@@ -676,52 +707,6 @@ class WritePath:
                     await self.conn.execute(upsert)
         return result
 
-    # ------------------------------------------------------------ an alternative design, for comparison
-    def _json_sql(self) -> str:
-        """The upsert with the conversion done by PostgreSQL from the page's JSON (Odoo's ``false`` for an
-        empty value becomes NULL through ``jsonb_typeof``), so that Python converts nothing."""
-
-        def expr(c: Column) -> str:
-            lit = "'" + c.field.replace("'", "''") + "'"
-            v, t, typ = f"r->{lit}", f"(r->>{lit})", f"jsonb_typeof(r->{lit})"
-            if c.pg_type == "text":
-                return f"case when {typ} = 'string' then {t} end"
-            if c.odoo_type == "many2one":
-                return f"case when {typ} = 'array' then ({v}->>0)::bigint when {typ} = 'number' then {t}::bigint end"
-            if c.pg_type.endswith("[]"):
-                return (
-                    f"case when {typ} = 'array' then array(select jsonb_array_elements_text({v})::bigint) end"
-                )
-            if c.pg_type == "boolean":
-                return f"case when {typ} = 'boolean' then {t}::boolean end"
-            if c.pg_type == "timestamptz":
-                return f"case when {typ} = 'string' then {t}::timestamp at time zone 'UTC' end"
-            if c.pg_type == "date":
-                return f"case when {typ} = 'string' then left({t}, 10)::date end"
-            if c.pg_type == "jsonb":
-                return f"case when {typ} <> 'boolean' or {v} <> 'false' then {v} end"
-            return f"case when {typ} = 'number' then {t}::{c.pg_type} end"
-
-        select = ["(r->>'id')::bigint", *(expr(c) for c in self.table.columns), "r"]
-        return (
-            f"insert into {self.table.qualified} as m ({', '.join(self.names)}) "
-            f"select {', '.join(select)} from jsonb_array_elements($1::text::jsonb) as r " + self.conflict
-        )
-
-    async def json_in_sql(self, records: Sequence[dict[str, Any]], batch: int) -> WriteResult:
-        await self.reset()
-        sql = self._json_sql()
-        bodies = [json.dumps(page, ensure_ascii=False) for page in _pages(records, batch)]
-        result = WriteResult(
-            "alternative: page JSON in, converted by PostgreSQL", batch, len(records), 0, 0, 0,
-            "page JSON = Odoo's answer, not timed; not syncd's code",
-        )  # fmt: skip
-        async with self.timed(result):
-            for body in bodies:
-                async with self.conn.transaction():
-                    await self.conn.execute(sql, body)
-        return result
-
     async def digest(self) -> str:
         """A checksum of what the mirror table holds (system timestamps aside)."""
         cols = ", ".join(self.names)
@@ -742,6 +727,7 @@ class WritePath:
 
 
 RAW = "raw: COPY to temp table + INSERT … SELECT … ON CONFLICT"
+SYNCD = "syncd: page JSON (orjson) + upsert converting in SQL"
 
 
 async def write_path(
@@ -791,11 +777,9 @@ async def write_path(
         await step(f"server limit, {BACKFILL_PAGE}", partial(wp.server_copy_upsert, lines, BACKFILL_PAGE))
         await step(f"syncd, {BACKFILL_PAGE}", partial(wp.syncd, records, BACKFILL_PAGE))
         await step(f"syncd SQL only, {BACKFILL_PAGE}", partial(wp.syncd_sql_only, records, BACKFILL_PAGE))
+        await step(f"previous syncd, {BACKFILL_PAGE}", partial(wp.previous, records, BACKFILL_PAGE), 1)
         await step(
             f"naive executemany, {BACKFILL_PAGE}", partial(wp.naive_executemany, records, BACKFILL_PAGE), 1
-        )
-        await step(
-            f"alternative: JSON in SQL, {BACKFILL_PAGE}", partial(wp.json_in_sql, records, BACKFILL_PAGE)
         )
         await step(
             f"raw COPY + upsert, {INCREMENTAL_PAGE}", partial(wp.raw_copy_upsert, records, INCREMENTAL_PAGE)
@@ -1051,7 +1035,7 @@ def report(
     # ---------------------------------------------------------------- targets
     ok = True
     out.append("Targets")
-    syncd_5k = next(w for w in writes if w.method.startswith("syncd: to_row") and w.batch == BACKFILL_PAGE)
+    syncd_5k = next(w for w in writes if w.method == SYNCD and w.batch == BACKFILL_PAGE)
     raw_5k = raw_by_batch[BACKFILL_PAGE]
     server_5k = next(
         w.rate for w in writes if w.method.startswith("server limit") and w.batch == BACKFILL_PAGE
