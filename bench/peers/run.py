@@ -418,20 +418,23 @@ async def write_path(pg: Postgres, records_n: int, rounds: int, workdir: Path) -
 
 # ------------------------------------------------------------------------------------- report
 def table_text(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table (first column left-aligned, the others right-aligned)."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = [
-        "  ".join(
-            h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths, strict=True))
-        )
-    ]
-    lines.append("  ".join("-" * w for w in widths))
-    for r in rows:
-        lines.append(
-            "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+
+    def line(cells: Sequence[str]) -> str:
+        return (
+            "| "
+            + " | ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
             )
+            + " |"
         )
-    return "\n".join(lines)
+
+    rule = (
+        "|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|"
+    )
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
 
 
 def num(x: float, fmt: str = ",.0f") -> str:
@@ -454,6 +457,7 @@ def section(rows: list[Row], unit: str, syncd_rate: float) -> str:
 
 def report(res: Results, pg: Postgres, args: argparse.Namespace) -> str:
     lines = [
+        f"Run: {' '.join(sys.argv[1:]) or '(full)'}",
         f"Machine: {os.cpu_count()} cores; Python {platform.python_version()}; PostgreSQL {pg.version} ({pg.description})",
         f"Load average before / after: {res.load_before} / {res.load_after} (shared machine: other helpers' runs)",
         "",
@@ -461,15 +465,21 @@ def report(res: Results, pg: Postgres, args: argparse.Namespace) -> str:
     if res.outbox:
         s1 = next(r for r in res.outbox if r.method.startswith("syncd") and "1 loop" in r.method)
         s2 = next((r for r in res.outbox if r.method.startswith("syncd") and "2 loop" in r.method), s1)
-        lines.append(f"1. Outbox claim/complete, no-op work, {args.events:,} events (syncd × = syncd events/s / row's; "
-                     "1-loop rows vs syncd 1 loop, others vs syncd 2 loops)")  # fmt: skip
+        jobs = min(args.events, args.procrastinate_events)
+        lines.append(
+            f"1. Outbox claim/complete, no-op work, {args.events:,} events (procrastinate: {jobs:,} jobs). "
+            "syncd × = syncd's events/s / the row's (≥ 1: syncd leads); one loop vs syncd with one loop, "
+            "then two loops / concurrency 2 vs syncd with two loops"
+        )
         ones = [r for r in res.outbox if "1 loop" in r.method or "concurrency 1" in r.method]
         more = [r for r in res.outbox if r not in ones]
         lines += [section(ones, "events", s1.rate), section(more, "events", s2.rate), ""]
     if res.write:
         s = res.write[0]
-        lines.append(f"2. Mirror write path, {s.items:,} x.bench records as the fake returns them, into an empty table "
-                     "(same rows: count:md5 in brackets)")  # fmt: skip
+        lines.append(
+            f"2. Mirror write path, {s.items:,} x.bench records as the fake returns them, merged into an empty "
+            "table. syncd × = syncd's rows/s / the row's; same rows: [count:md5 of id:name:quantity]"
+        )
         lines += [section(res.write, "rows", s.rate), ""]
     return "\n".join(lines)
 
@@ -484,8 +494,10 @@ async def main_async(args: argparse.Namespace) -> int:
         if "outbox" in args.sections:
             say(f"outbox: {args.events:,} events ...")
             res.outbox = await outbox_syncd_and_raw(pg, args.events, args.rounds)
+            n = min(args.events, args.procrastinate_events)
+            say(f"outbox: procrastinate, {n:,} jobs ...")
             for concurrency in (1, 2):
-                res.outbox.append(await outbox_procrastinate(pg, args.events, concurrency, args.rounds))
+                res.outbox.append(await outbox_procrastinate(pg, n, concurrency, 1))
         if "write" in args.sections:
             res.write = await write_path(pg, args.records, args.rounds, workdir)
         res.load_after = loadavg()
@@ -503,6 +515,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="5k events, 20k records, one round")
     parser.add_argument("--events", type=int, help="outbox events per run (default 20000; quick 5000)")
     parser.add_argument("--records", type=int, help="x.bench records (default 100000; quick 20000)")
+    parser.add_argument("--procrastinate-events", type=int, default=5_000,
+                        help="jobs for procrastinate (default 5000: it runs ~150/s here; one round)")  # fmt: skip
     parser.add_argument("--rounds", type=int, help="runs per method, best counts (default 2; quick 1)")
     parser.add_argument(
         "--only", dest="sections", nargs="+", choices=["outbox", "write"], default=["outbox", "write"]
