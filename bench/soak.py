@@ -192,6 +192,8 @@ class Replica:
         self.url: str | None = None
         #: (seconds since the soak started, VmRSS kB) of the current process
         self.rss: list[tuple[float, int]] = []
+        #: (pid, its samples) of every process it ran as
+        self.lives: list[tuple[int, list[tuple[float, int]]]] = []
         self.rss_start: int | None = None
         #: exit codes of times it ended without being told to
         self.unexpected_exits: list[int] = []
@@ -207,6 +209,7 @@ class Replica:
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         self.expected_down = False
+        self.lives.append((self.proc.pid, self.rss))
 
     @property
     def pid(self) -> int | None:
@@ -330,9 +333,12 @@ class Db:
 
 @dataclass
 class Injection:
+    """One fault as injected: ``note`` is a template filled from ``values`` (see :func:`describe`)."""
+
     fault: str
     at: float
     note: str
+    values: dict[str, Any] = field(default_factory=dict)
     hits: int = 0
     survived: bool = False
     recovery: float | None = None
@@ -377,13 +383,7 @@ class Report:
                 continue
             survived = sum(i.survived for i in done)
             recoveries = [i.recovery for i in done if i.recovery is not None]
-            notes = []
-            seen: set[str] = set()
-            for i in done:
-                if i.note not in seen:
-                    seen.add(i.note)
-                    notes.append(i.note)
-            text = "; ".join(notes[:3]) + ("; …" if len(notes) > 3 else "")
+            text = describe(done[0].note, [i.values for i in done])
             if any(i.hits for i in done):
                 text += f"; {sum(i.hits for i in done)} calls hit"
             if recoveries:
@@ -445,6 +445,21 @@ class Report:
             + (f" (logs in {self.workdir})" if self.workdir else ""),
         ]
         return "\n".join(out)
+
+
+def describe(template: str, values: Sequence[dict[str, Any]]) -> str:
+    """``template`` filled with the values of one or more injections: numbers as their range, keys
+    starting with ``n_`` as their sum, anything else as the distinct values."""
+    merged: dict[str, str] = {}
+    for key in {k for v in values for k in v}:
+        seen = [v[key] for v in values if key in v]
+        if key.startswith("n_"):
+            merged[key] = str(sum(seen))
+        elif all(isinstance(x, int | float) for x in seen):
+            merged[key] = span(seen, "{:d}" if all(isinstance(x, int) for x in seen) else "{:.1f}")
+        else:
+            merged[key] = "/".join(sorted({str(x) for x in seen}))
+    return template.format(**merged)
 
 
 def span(values: Sequence[float], fmt: str) -> str:
@@ -745,7 +760,7 @@ class Soak:
                 injection.survived, injection.problem = False, "a replica exited by itself"
             self.report.injections.append(injection)
             self.say(
-                f"  {fault}: {injection.note}; {injection.hits} calls hit; "
+                f"  {fault}: {describe(injection.note, [injection.values])}; {injection.hits} calls hit; "
                 + (f"recovered in {injection.recovery:.1f} s" if injection.survived else f"NOT SURVIVED: {injection.problem}")
             )  # fmt: skip
             if not injection.survived:
@@ -767,45 +782,47 @@ class Soak:
         at = time.monotonic() - self.t0
         if fault == "latency spike":
             f.latency_seconds = self.rng.uniform(0.5, 2.0)
-            note = f"+{f.latency_seconds:.1f} s on every answer for {d:g} s"
             await asyncio.sleep(d)
-            return Injection(fault, at, note)
+            return Injection(fault, at, "+{latency} s on every answer for {seconds} s",
+                             {"latency": f.latency_seconds, "seconds": d})  # fmt: skip
         if fault in ("5xx burst", "429 burst"):
             n = max(5, int(d * 4))
             if fault == "429 burst":
                 retry_after = self.rng.choice([1, 2])
                 f.fail_next(n, 429, retry_after=retry_after)
-                note = f"{n} × 429, Retry-After {retry_after} s"
+                inj = Injection(fault, at, "{n} × 429 with Retry-After {retry_after} s",
+                                {"n": n, "retry_after": retry_after})  # fmt: skip
             else:
                 status = self.rng.choice([502, 503, 504])
                 f.fail_next(n, status)
-                note = f"{n} × {status}"
+                inj = Injection(fault, at, "{n} × HTTP {status}", {"n": n, "status": str(status)})
             await self._until(lambda: not f.pending, d)
-            return Injection(fault, at, note)
+            return inj
         if fault == "hanging calls":
             n = 3
             f.hang_next(n)
             await self._until(lambda: not f.pending, d)
             await asyncio.sleep(d / 2)  # held: the client's timeout (5 s) ends them first, or this
-            return Injection(fault, at, f"{n} calls held for up to {d * 1.5:g} s (client timeout 5 s)")
+            return Injection(fault, at, "{n} calls held for up to {held} s (client timeout 5 s)",
+                             {"n": n, "held": d * 1.5})  # fmt: skip
         if fault == "dropped connections":
             n = max(3, int(d))
             f.drop_next(n)
             await self._until(lambda: not f.pending, d)
-            return Injection(fault, at, f"{n} connections closed without an answer")
+            return Injection(fault, at, "{n} connections closed without an answer", {"n": n})
         if fault == "late commits":
             return await self._late_commits(at, d)
         if fault == "serialization conflicts":
             n = max(3, int(d * 2))
             f.serialization_failure_next(n)
             await self._until(lambda: not f.pending, d)
-            return Injection(fault, at, f"{n} × SerializationFailure")
+            return Injection(fault, at, "{n} × SerializationFailure", {"n": n})
         if fault == "postgres restart":
             down = self.rng.uniform(1.0, max(3.0, d / 4))
             await asyncio.to_thread(self.pg.stop, "fast")
             await asyncio.sleep(down)
             await asyncio.to_thread(self.pg.start)
-            return Injection(fault, at, f"fast stop, down {down:.1f} s, same port")
+            return Injection(fault, at, "fast stop, down {down} s, same port", {"down": down})
         if fault == "kill -9 replica":
             # Always b: replica a lives the whole run, so its RSS is the one that tells about leaks.
             victim = self.replicas[-1]
@@ -834,8 +851,12 @@ class Soak:
             await asyncio.sleep(gap)
             await victim.start()
             took = await victim.wait_running(60)
-            return Injection(fault, at, f"replica {victim.name} killed holding {held} events and polling "
-                             f"{polling or 'no model'}, restarted after {gap:.1f} s, running {took:.1f} s later")  # fmt: skip
+            return Injection(
+                fault, at,
+                "replica b killed holding {held} outbox events, while polling every model (CDC leader) at"
+                " {n_leading} of the kills; restarted {gap} s later, running {took} s after that",
+                {"held": held, "n_leading": int(set(polling) == set(MODELS)), "gap": gap, "took": took},
+            )  # fmt: skip
         raise ValueError(fault)
 
     async def _late_commits(self, at: float, d: float) -> Injection:
@@ -864,8 +885,12 @@ class Soak:
         for model, rid in reserved:
             self.own[model].append(rid)
         self.pending_expect = expected
-        return Injection(fault="late commits", at=at,
-                         note=f"transaction held {hold:g} s across polls; {held_loads} outbox loads held {min(d, 3.0):g} s")  # fmt: skip
+        return Injection(
+            "late commits", at,
+            "a transaction (a new record of each model, a change of another) held {hold} s across polls;"
+            " {loads} outbox loads committed {late} s after they started",
+            {"hold": hold, "loads": held_loads, "late": min(d, 3.0)},
+        )  # fmt: skip
 
     async def _recover(self, inj: Injection) -> None:
         """After a fault is cleared, within ``recovery_seconds``: every outbox event that was open
@@ -1096,32 +1121,37 @@ class Soak:
         return problems
 
     def _rss_rows(self) -> tuple[bool, str]:
+        """Per replica, VmRSS over the longest life of its process (replica a: the whole run; b: the
+        longest stretch between two kills), from ``warmup_seconds`` after that process started to its
+        end (or now)."""
         ok, notes = True, []
+        warmup = self.o.warmup_seconds or 0
         for r in self.replicas:
-            end = r.read_rss_kb()
-            start = r.rss_start if r.starts == 1 else None
-            note = ""
-            if start is None:
-                # restarted by the schedule: its start is read once it ran for the warm-up time again
-                since = r.rss[0][0] if r.rss else 0.0
-                later = [kb for t, kb in r.rss if t >= since + (self.o.warmup_seconds or 0)]
-                start = later[0] if later else (r.rss[0][1] if r.rss else None)
-                note = f"restarted {r.starts - 1}× by the schedule; start = {self.o.warmup_seconds:g} s after its last start"
-            peak = max((kb for _, kb in r.rss), default=0)
-            samples = [kb for _, kb in r.rss]
-            trend = (
-                " → ".join(f"{samples[(len(samples) - 1) * k // 4] / 1024:.1f}" for k in range(5))
-                if samples
-                else ""
-            )
+            pid, samples = max(r.lives, key=lambda life: life[1][-1][0] - life[1][0][0] if life[1] else -1.0)
+            current = pid == r.pid and r.alive
+            end = r.read_rss_kb() if current else (samples[-1][1] if samples else None)
+            if r.starts == 1:
+                start, note = r.rss_start, "the whole run"
+            else:
+                since = samples[0][0] if samples else 0.0
+                later = [kb for t, kb in samples if t >= since + warmup]
+                start = later[0] if later else None
+                lived = samples[-1][0] - since if samples else 0.0
+                note = (
+                    f"restarted {r.starts - 1}× by the schedule; its longest life: {lived:.0f} s"
+                    f" ({'the last one' if current else 'killed at its end'})"
+                )
+            kbs = [kb for _, kb in samples]
+            peak = max(kbs, default=0)
+            trend = " → ".join(f"{kbs[(len(kbs) - 1) * k // 4] / 1024:.1f}" for k in range(5)) if kbs else ""
             if start is None or end is None:
-                self.report.rss.append([r.name, str(r.pid), "?", "?", "?", "?", trend, note or "not running"])
+                self.report.rss.append([r.name, str(pid), "?", "?", "?", "?", trend, note + " (too short)"])
                 ok = False
                 continue
             growth = end - start
             flat = growth / 1024 <= self.o.rss_growth_mb or growth <= start * self.o.rss_growth_ratio
             ok &= flat
-            self.report.rss.append([r.name, str(r.pid), mb(start), mb(end), mb(peak),
+            self.report.rss.append([r.name, str(pid), mb(start), mb(end), mb(peak),
                                     f"{growth / 1024:+.1f} MB ({growth / start:+.0%})", trend + " MB", note])  # fmt: skip
             notes.append(f"{r.name}: {mb(start)} → {mb(end)}")
         limit = f"(flat: ≤ +{self.o.rss_growth_mb:g} MB or ≤ +{self.o.rss_growth_ratio:.0%})"
