@@ -36,6 +36,7 @@ from syncd.aio import wait_any
 from syncd.config import Settings
 from syncd.errors import (
     DatabaseUnavailable,
+    OdooAuthenticationError,
     OdooError,
     OdooMissingError,
     OdooPermanentError,
@@ -125,6 +126,7 @@ class OutboxConsumer:
         slots = asyncio.Semaphore(self.cfg.concurrency)
         running: set[asyncio.Task[None]] = set()
         housekeeping = asyncio.create_task(self._housekeeping(stop), name="outbox housekeeping")
+        claim_failing = False
         try:
             while not stop.is_set():
                 if self._pause:
@@ -144,9 +146,19 @@ class OutboxConsumer:
                     events = await self.claim()
                 except SyncdError as e:
                     slots.release()
-                    log.warning("outbox: claim failed (%s); retrying", e)
+                    # Once per outage (e.g. PostgreSQL restarting), not once per poll.
+                    if not claim_failing:
+                        log.warning(
+                            "outbox: claim failed (%s); retrying every %.1f s",
+                            e,
+                            self.cfg.poll_interval_seconds,
+                        )
+                    claim_failing = True
                     await wait_any(stop, seconds=self.cfg.poll_interval_seconds)
                     continue
+                if claim_failing:
+                    log.info("outbox: claiming works again")
+                    claim_failing = False
                 if not events:
                     slots.release()
                     # Outcomes of a batch that finished meanwhile must not wait for the next poll:
@@ -414,8 +426,8 @@ class OutboxConsumer:
         data = [[xmlid.external_id(module, model, e.key or ""), *cells] for e, cells in rows]
         try:
             result = await self.odoo.load(model, header, data, context=convert.LOAD_CONTEXT)
-        except OdooTransientError as err:
-            return [_failed(e, err) for e, _ in rows]
+        except (OdooTransientError, OdooAuthenticationError) as err:
+            return [_failed(e, err) for e, _ in rows]  # not the rows' fault: no splitting
         except OdooPermanentError as err:
             if len(rows) == 1:
                 return [_failed(rows[0][0], err)]
@@ -589,7 +601,11 @@ def _text(error: str | None) -> str:
 
 
 def _failed(e: Event, err: OdooError) -> Outcome:
-    if err.transient:
+    # A refused login is not the event's fault (a rotated or revoked API key): like an outage, the
+    # event waits with backoff, and a batch refused as a whole pauses the consumer, while /readyz
+    # and the alerts say what is wrong. Dead-lettering would turn a credentials mistake into a
+    # manual redrive of everything queued meanwhile.
+    if err.transient or isinstance(err, OdooAuthenticationError):
         return Outcome(e, "retry", error=str(err), transient=True)
     return Outcome(e, "dead", error=str(err))
 

@@ -208,3 +208,27 @@ async def test_a_load_retried_while_the_first_still_runs_creates_no_duplicate(r:
     ref = r.fake.ref(external_id("syncd", MODEL, "slow"))
     assert ref is not None
     assert r.named("slow one") == [ref[1]]
+
+
+async def test_a_refused_login_holds_events_back_instead_of_dead_lettering_them(r: Rig) -> None:
+    """A revoked or rotated API key (HTTP 401) is not the events' fault: they wait for a retry,
+    the batch is not split row by row (one call, not one per row), and they land once Odoo takes
+    the credentials again."""
+    ids = [await r.enqueue(f"auth-{i}", {"name": f"auth {i}"}) for i in range(6)]
+    consumer = r.consumer(batch_size=10)
+    await consumer.drain()  # warm the fields_get cache so that only load() sees the refusal
+    before = len(r.fake.calls)
+    ids += [await r.enqueue(f"auth-{i}", {"name": f"auth {i}"}) for i in range(6, 12)]
+    r.fake.faults.fail_next(1000, status=401, methods={"load"})
+    report = await consumer.drain()
+    loads = [c for c in r.fake.calls[before:] if c.method == "load"]
+    assert report.dead == 0 and report.retried == 6, report
+    assert len(loads) == 1, [c.fault for c in loads]
+    rows = [await r.event(i) for i in ids[6:]]
+    assert {row["status"] for row in rows} == {"pending"}
+    assert all("401" in row["last_error"] for row in rows)
+    r.fake.faults.clear()
+    await r.pool.execute("update syncd.outbox set available_at = now() where status = 'pending'")
+    await consumer.drain()
+    assert {(await r.event(i))["status"] for i in ids} == {"done"}
+    assert len(r.named("auth 11")) == 1
