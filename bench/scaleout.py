@@ -106,7 +106,42 @@ async def until(check: object, within: float, what: str) -> float:
     return time.perf_counter() - start
 
 
-async def one(pg: Postgres, k: int, events: int, workdir: Path, pooler: str) -> Run:
+async def drain(
+    conn: asyncpg.Connection,
+    pg: Postgres,
+    fake: FakeProcess,
+    daemons: dict[str, Daemon],
+    prefix: str,
+    events: int,
+) -> Run:
+    """Enqueue ``events`` upserts in one transaction; seconds from its commit until none is open."""
+    run = Run(len(daemons))
+    pids = {name: d.pid for name, d in daemons.items()}
+    before = {name: proc_cpu(pid) or 0.0 for name, pid in pids.items()}
+    fake0, pg0, m0 = proc_cpu(fake.pid) or 0.0, postgres_cpu(pg.postmaster), machine_busy()
+    me0 = time.process_time()
+    await enqueue_upserts(conn, prefix, events)  # one transaction, committed here
+    t0 = time.perf_counter()
+    while True:
+        left = await conn.fetchval("select count(*) from syncd.outbox where status not in ('done', 'dead')")
+        if not left:
+            break
+        if time.perf_counter() - t0 > 300:
+            raise RuntimeError(f"{left} events still open after 300 s")
+        await asyncio.sleep(0.05)
+    run.seconds = time.perf_counter() - t0
+    run.events = events
+    run.cpu = {name: (proc_cpu(pid) or 0.0) - before[name] for name, pid in pids.items()}
+    run.cpu["fake Odoo"] = (proc_cpu(fake.pid) or 0.0) - fake0
+    run.cpu["PostgreSQL"] = postgres_cpu(pg.postmaster) - pg0
+    run.cpu["benchmark"] = time.process_time() - me0
+    run.other_cpu = max(0.0, machine_busy() - m0 - sum(run.cpu.values()))
+    dead = "select count(*) from syncd.outbox where status = 'dead' and key like $1 || '%'"
+    run.dead = int(await conn.fetchval(dead, prefix))
+    return run
+
+
+async def one(pg: Postgres, k: int, events: int, workdir: Path, pooler: str, repeat: int) -> Run:
     run = Run(k)
     dsn = await pg.create_database(f"scaleout_{k}")
     fake = await FakeProcess.start(BENCH_RECORDS)
@@ -131,33 +166,19 @@ async def one(pg: Postgres, k: int, events: int, workdir: Path, pooler: str) -> 
 
         conn = await asyncpg.connect(dsn)
         try:
-            pids = {name: d.pid for name, d in daemons.items()}
-            before = {name: proc_cpu(pid) or 0.0 for name, pid in pids.items()}
-            fake0, pg0, m0 = proc_cpu(fake.pid) or 0.0, postgres_cpu(pg.postmaster), machine_busy()
-            await enqueue_upserts(conn, f"scale{k}-", events)  # one transaction, committed here
-            t0 = time.perf_counter()
-            while True:
-                left = await conn.fetchval(
-                    "select count(*) from syncd.outbox where status not in ('done', 'dead')"
+            for attempt in range(repeat):  # the same replicas, a fresh backlog each time; the fastest counts
+                drained = await drain(conn, pg, fake, daemons, f"scale{k}-{attempt}-", events)
+                say(
+                    f"{k} replica(s): {events:,} events in {drained.seconds:.2f} s = {drained.rate:,.0f} events/s"
                 )
-                if not left:
-                    break
-                if time.perf_counter() - t0 > 300:
-                    raise RuntimeError(f"{left} events still open after 300 s")
-                await asyncio.sleep(0.05)
-            run.seconds = time.perf_counter() - t0
-            run.events = events
-            run.cpu = {name: (proc_cpu(pid) or 0.0) - before[name] for name, pid in pids.items()}
-            run.cpu["fake Odoo"] = (proc_cpu(fake.pid) or 0.0) - fake0
-            run.cpu["PostgreSQL"] = postgres_cpu(pg.postmaster) - pg0
-            run.other_cpu = max(0.0, machine_busy() - m0 - sum(run.cpu.values()))
-            run.dead = int(await conn.fetchval("select count(*) from syncd.outbox where status = 'dead'"))
+                if drained.seconds < run.seconds or run.seconds != run.seconds:
+                    run.seconds, run.events, run.cpu, run.other_cpu, run.dead = (
+                        drained.seconds, drained.events, drained.cpu, drained.other_cpu, drained.dead,
+                    )  # fmt: skip
         finally:
             await conn.close()
         run.load = loadavg()
-        say(
-            f"{k} replica(s): {events:,} events in {run.seconds:.2f} s = {run.rate:,.0f} events/s; CPU {run.cpu}"
-        )
+        say(f"{k} replica(s): best {run.rate:,.0f} events/s; CPU s {run.cpu}")
 
         if k >= 2:
             run.killed = max(run.leaders, key=lambda n: len(run.leaders[n]))
@@ -195,12 +216,12 @@ def report(runs: list[Run], pg: Postgres, events: int, pooler: str) -> str:
         f"CDC: {len(MODELS)} models ({', '.join(MODELS)}), interval 1 s; outbox: {events:,} res.partner upserts "
         "on distinct keys, enqueued in one transaction, defaults (batch 100)",
         "",
-        "| replicas | events/s | × 1 replica | s | CPU s: replicas / fake Odoo / PostgreSQL / other | load avg after |",
+        "| replicas | events/s | × 1 replica | s | CPU s: replicas / fake Odoo / PostgreSQL / benchmark / other | load avg after |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
         replicas = " + ".join(f"{v:.1f}" for n, v in r.cpu.items() if n.startswith("r"))
-        cpu = f"{replicas} / {r.cpu.get('fake Odoo', 0):.1f} / {r.cpu.get('PostgreSQL', 0):.1f} / {r.other_cpu:.1f}"
+        cpu = f"{replicas} / {r.cpu.get('fake Odoo', 0):.1f} / {r.cpu.get('PostgreSQL', 0):.1f} / {r.cpu.get('benchmark', 0):.1f} / {r.other_cpu:.1f}"
         dead = f" ({r.dead} dead)" if r.dead else ""
         lines.append(
             f"| {r.replicas} | {r.rate:,.0f}{dead} | {r.rate / base:.2f}× | {r.seconds:.2f} | {cpu} | {r.load} |"
@@ -225,7 +246,7 @@ async def main_async(args: argparse.Namespace) -> int:
         await pg.create_database("scaleout_probe")  # sets pg.version
         for k in args.replicas:
             say(f"{k} replica(s) ...")
-            runs.append(await one(pg, k, args.events, workdir, args.pooler))
+            runs.append(await one(pg, k, args.events, workdir, args.pooler, args.repeat))
         print(report(runs, pg, args.events, args.pooler), flush=True)
         return 0
     finally:
@@ -249,6 +270,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="database.pooler of the replicas: none = CDC leadership by advisory locks (default), "
         "transaction = by leases in syncd.cdc_leases",
     )  # fmt: skip
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="drains per replica count, fastest counts (default 2)"
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the replicas' logs")
     args = parser.parse_args(argv)
     args.events = args.events or (5_000 if args.quick else 20_000)
