@@ -165,14 +165,14 @@ async def outbox_syncd_and_raw(pg: Postgres, events: int, rounds: int) -> list[R
 
 
 async def outbox_procrastinate(pg: Postgres, events: int, concurrency: int, rounds: int) -> Row:
-    method = f"procrastinate {{version}}: worker, no-op task, concurrency {concurrency}"
+    method = f"procrastinate{{version}}: worker, no-op task, concurrency {concurrency}"
     try:
         import procrastinate
     except ImportError:
         return Row("outbox", method.format(version=""), events, float("nan"), NOT_INSTALLED)
     from importlib.metadata import version
 
-    method = method.format(version=version("procrastinate"))
+    method = method.format(version=" " + version("procrastinate"))
     dsn = await pg.create_database(f"peers_procrastinate_{concurrency}")
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=dsn))
 
@@ -347,7 +347,7 @@ def write_dlt(
 
 
 def write_pandas(pg: Postgres, dsn: str, table: MirrorTable, records: list[dict[str, Any]]) -> Row:
-    method = "pandas {}: to_sql staging (multi) + INSERT … ON CONFLICT, the seeds' script"
+    method = "pandas{}: to_sql staging (multi) + INSERT … ON CONFLICT, the seeds' script"
     try:
         import pandas as pd
         import sqlalchemy as sa
@@ -376,7 +376,7 @@ def write_pandas(pg: Postgres, dsn: str, table: MirrorTable, records: list[dict[
     engine.dispose()
     say(f"  pandas: {len(records) / s.wall:,.0f} rows/s")
     return Row(
-        "write", method.format(pd.__version__), len(records), s.wall, f"pages of {BACKFILL_PAGE}, chunks of 1000",
+        "write", method.format(" " + pd.__version__), len(records), s.wall, f"pages of {BACKFILL_PAGE}, chunks of 1000",
         s.py, s.pg, s.others,
     )  # fmt: skip
 
