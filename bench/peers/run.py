@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -526,6 +527,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.events = args.events or (5_000 if args.quick else 20_000)
     args.records = args.records or (20_000 if args.quick else 100_000)
     args.rounds = args.rounds or (1 if args.quick else 2)
+    # SIGTERM like Ctrl-C: the finally blocks stop the replicas, the fake and PostgreSQL.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return asyncio.run(main_async(args))
     except RuntimeError as e:
