@@ -1243,6 +1243,11 @@ def mb(kb: int) -> str:
 
 async def soak(options: Options) -> Report:
     """Start an embedded PostgreSQL of its own and run the soak on it."""
+    # SIGTERM (e.g. from `timeout`) ends the soak like Ctrl-C: the replicas are killed and the
+    # server is removed on the way out instead of being left running.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     data_dir = Path(tempfile.mkdtemp(prefix="syncd-soak-pg-"))
     server = EmbeddedPostgres(data_dir, settings=FAST_SETTINGS)
     admin = await asyncio.to_thread(server.start)
@@ -1265,7 +1270,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     options = Options(minutes=args.minutes, seed=args.seed, fault_seconds=args.fault_seconds,
                       warmup_seconds=args.warmup, settle_seconds=args.settle, workdir=args.workdir)  # fmt: skip
-    report = asyncio.run(soak(options))
+    try:
+        report = asyncio.run(soak(options))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("soak interrupted (replicas killed, PostgreSQL removed)", file=sys.stderr)
+        return 130
     print(report.render())
     return 0 if report.ok else 1
 
