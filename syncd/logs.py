@@ -55,3 +55,6 @@ def setup_logging(fmt: str = "text", level: str = "info", stream: TextIO | None 
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     logging.getLogger("syncd").setLevel(level.upper())
+    # While PostgreSQL is down, asyncpg's pool logs a traceback about every second ("Failed to
+    # restore the pool connection floor"); syncd reports the outage once itself (syncd.health).
+    logging.getLogger("asyncpg.pool").setLevel(logging.ERROR)

@@ -122,6 +122,9 @@ class ModelPoller:
 
     async def _ensure_table(self, table: MirrorTable) -> None:
         async with db.transaction(self.pool, f"mirror table of {self.name}") as conn:
+            # Pollers of several models (or replicas) start at once on a fresh database: without
+            # this, two `create schema if not exists` race and one fails on pg_namespace's index.
+            await conn.execute(db.queries["cdc_mirror_ddl_lock"])
             existing = {
                 r["column_name"]
                 for r in await conn.fetch(db.queries["cdc_mirror_columns"], table.schema, table.name)

@@ -387,7 +387,10 @@ class CdcService:
                         "%s: unexpected error (retrying in %.0f s)", name, pause, extra={"model": name}
                     )
                 elif failures == 1 or not e.transient:
-                    log.error("%s: %s (retrying in %.0f s)", name, e, pause, extra={"model": name})
+                    # A transient failure (a 429, a dropped connection) usually heals by itself:
+                    # a warning; one that will not go away by waiting is an error.
+                    level = logging.WARNING if e.transient else logging.ERROR
+                    log.log(level, "%s: %s (retrying in %.0f s)", name, e, pause, extra={"model": name})
                 await poller.record_error(e)
             await wait_any(stop, lost, seconds=pause)
 

@@ -69,6 +69,10 @@ set cursor_write_date = null, cursor_id = null, phase = 'backfill', last_reconci
     updated_at = now()
 where model = $1;
 
+-- cdc_mirror_ddl_lock --
+-- Serialises creating and extending mirror tables (and their schema); released at commit.
+select pg_advisory_xact_lock(7581412095643545602);
+
 -- cdc_mirror_columns --
 select column_name from information_schema.columns where table_schema = $1 and table_name = $2;
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -220,3 +221,15 @@ async def test_metrics_and_backfill_progress(r: Rig, caplog: pytest.LogCaptureFi
     total = len(await r.mirror())
     assert f"backfill of res.partner: about {total} records to read" in messages
     assert any(m.startswith(f"backfill of res.partner done: {total} records") for m in messages)
+
+
+async def test_pollers_of_several_models_create_their_tables_at_once_on_a_fresh_database(r: Rig) -> None:
+    """Found by the soak: two first polls racing on `create schema if not exists odoo` made one fail
+    on pg_namespace's unique index. Table creation is serialised, so every one succeeds."""
+    models = ["res.partner", "res.country", "res.partner.category", "product.product", "res.currency"]
+    for _ in range(5):
+        await r.pool.execute("drop schema if exists odoo cascade")
+        pollers = [r.poller(model, fields="*") for model in models]
+        await asyncio.gather(*(p.prepare() for p in pollers))
+        tables = await r.pool.fetchval("select count(*) from pg_tables where schemaname = 'odoo'")
+        assert tables == len(models)
