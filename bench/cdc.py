@@ -290,13 +290,22 @@ class Syncd:
         return proc, out, err, started_at
 
     async def wait(
-        self, proc: subprocess.Popen[bytes], out: IO[bytes], err: IO[bytes], started_at: float, t0: float
+        self,
+        proc: subprocess.Popen[bytes],
+        out: IO[bytes],
+        err: IO[bytes],
+        started_at: float,
+        t0: float,
+        tick: Callable[[], None] | None = None,
     ) -> ChildResult:
+        """Wait for the child to exit, calling ``tick`` every 20 ms meanwhile."""
         # Peak RSS is the child's VmHWM, read until it exits. Not wait4's ru_maxrss: Linux carries the
         # high-water mark of the forking parent (this process, holding the fetched records) across exec.
         peak_kib = 0
         while os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:  # noqa: ASYNC222
             peak_kib = max(peak_kib, vm_hwm_kib(proc.pid))
+            if tick is not None:
+                tick()
             await asyncio.sleep(0.02)
         _pid, status, usage = os.wait4(proc.pid, 0)  # noqa: ASYNC222 - it has exited: no wait
         wall = time.perf_counter() - t0
@@ -317,10 +326,10 @@ class Syncd:
         err.close()
         return result
 
-    async def run(self, *args: str) -> ChildResult:
+    async def run(self, *args: str, tick: Callable[[], None] | None = None) -> ChildResult:
         t0 = time.perf_counter()
         spawned = self.spawn(*args)
-        result = await self.wait(*spawned, t0)
+        result = await self.wait(*spawned, t0, tick)
         if result.returncode != 0:
             raise RuntimeError(
                 f"syncd {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.log[-3000:]}"
@@ -422,11 +431,38 @@ class EndToEnd:
     other_cpu: float
     mirrored: int
     dsn: str
+    #: CPU seconds of the fake between syncd's "backfill … about" and "backfill … done" log lines,
+    #: and the seconds between them.
+    fake_backfill_cpu: float = float("nan")
+    backfill_window: float = float("nan")
+    #: Seconds of the backfill in which syncd waited for the fake's next page (its own log line).
+    waited: float = float("nan")
     peak_rss_mb: float = 0.0
     runs: int = 1
 
+    @property
+    def fake_busy(self) -> float:
+        """The fraction of the backfill's wall time the fake spent on a CPU."""
+        return self.fake_backfill_cpu / self.backfill_window
 
-_BACKFILL_DONE = re.compile(rf"backfill of {re.escape(MODEL)} done: (\d+) records in ([\d.]+) s")
+
+def _sample_cpu(samples: list[tuple[float, float]], pid: int) -> None:
+    samples.append((time.time(), proc_cpu(pid) or 0.0))
+
+
+def _at(samples: Sequence[tuple[float, float]], when: float) -> float:
+    """The sampled value at time ``when``: the last sample taken at or before it."""
+    value = samples[0][1] if samples else float("nan")
+    for t, v in samples:
+        if t > when:
+            break
+        value = v
+    return value
+
+
+_BACKFILL_DONE = re.compile(
+    rf"backfill of {re.escape(MODEL)} done: (\d+) records in ([\d.]+) s(?:, ([\d.]+) s of it waiting for Odoo)?"
+)
 
 
 async def end_to_end(
@@ -448,14 +484,16 @@ async def end_to_end(
         say(f"{records:,} records: syncd --once ({attempt + 1} of {repeat}) ...")
         await quiet()
         meter = CpuMeter(fake.pid, pg.postmaster, local_pg=pg.local)
+        fake_cpu: list[tuple[float, float]] = []  # (time, the fake's CPU seconds so far)
         with meter.span():
-            once = await syncd.run("--once")
+            once = await syncd.run("--once", tick=partial(_sample_cpu, fake_cpu, fake.pid))
         match = _BACKFILL_DONE.search(once.log)
         if match is None or int(match.group(1)) < records:
             raise RuntimeError(
                 f"syncd --once did not report a complete backfill:\n{once.stdout}\n{once.log[-3000:]}"
             )
         backfill = float(match.group(2))
+        waited = float(match.group(3)) if match.group(3) else float("nan")
         begun = log_time(once.log, f"backfill of {MODEL}: about")
         ended = log_time(once.log, f"backfill of {MODEL} done")
         startup = (begun - once.started_at) if begun else float("nan")
@@ -477,6 +515,10 @@ async def end_to_end(
             records, fake.build_seconds, fetch, once, migrate.peak_rss_mb, startup, backfill, after,
             meter.fake, meter.postgres, other, mirrored, dsn,
         )  # fmt: skip
+        result.waited = waited
+        if begun and ended and ended > begun:
+            result.fake_backfill_cpu = _at(fake_cpu, ended) - _at(fake_cpu, begun)
+            result.backfill_window = ended - begun
         say(
             f"{records:,} records: syncd --once {once.wall:.1f} s (backfill {backfill:.1f} s), "
             f"peak RSS {once.peak_rss_mb:.0f} MB, other processes used {other:.1f} CPU s meanwhile"
@@ -969,7 +1011,16 @@ def report(
         "   fake alone = every page fetched with OdooClient.search_read as the poller does, nothing written: "
         + "; ".join(
             f"{n(r.records)}: {r.fetch.seconds:.1f} s wall, fake CPU {r.fetch.fake_cpu:.1f} s "
-            f"({r.fetch.fake_cpu / r.records * 1e6:.0f} µs/record)"
+            f"({r.fetch.fake_cpu / r.records * 1e6:.0f} µs/record, busy {r.fetch.fake_cpu / r.fetch.seconds:.0%})"
+            for r in e2e
+        )
+    )
+    out.append(
+        "   during syncd's backfill: "
+        + "; ".join(
+            f"{n(r.records)}: syncd waited for the fake's pages {r.waited:.1f} of {r.backfill:.1f} s "
+            f"({r.waited / r.backfill:.0%}); the fake's CPU {r.fake_backfill_cpu:.1f} s "
+            f"({r.fake_backfill_cpu / r.records * 1e6:.0f} µs/record, busy {r.fake_busy:.0%})"
             for r in e2e
         )
     )
@@ -1061,8 +1112,12 @@ def report(
         f"- end to end limited by the fake, not by syncd: backfill {n(backfill_rate)} rows/s = "
         f"{backfill_rate / fetch_rate:.2f} × the fake alone ({n(fetch_rate)} rows/s) → "
         + ("met" if limited else f"NOT met (needs ≥ {LIMITED_BY_FAKE:.1f} ×)")
-        + f"; CPU per record: syncd {big.once.cpu * per:.0f} µs, fake {big.fake_cpu * per:.0f} µs, "
-        f"PostgreSQL {big.pg_cpu * per:.0f} µs ({os.cpu_count()} cores)"
+        + f"; syncd waited for the fake's pages {big.waited / big.backfill:.0%} of the backfill, and the "
+        f"fake was busy {big.fake_busy:.0%} of it (alone: "
+        f"{big.fetch.fake_cpu / big.fetch.seconds:.0%}) at {big.fake_backfill_cpu * per:.0f} µs CPU per record "
+        f"(alone: {big.fetch.fake_cpu * per:.0f}); CPU per record over the whole run: syncd "
+        f"{big.once.cpu * per:.0f} µs, fake {big.fake_cpu * per:.0f} µs, PostgreSQL {big.pg_cpu * per:.0f} µs "
+        f"({os.cpu_count()} cores)"
     )
     peak = max(r.peak_rss_mb for r in e2e)
     growth = e2e[-1].peak_rss_mb - e2e[0].peak_rss_mb

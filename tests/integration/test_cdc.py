@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -233,3 +234,18 @@ async def test_pollers_of_several_models_create_their_tables_at_once_on_a_fresh_
         await asyncio.gather(*(p.prepare() for p in pollers))
         tables = await r.pool.fetchval("select count(*) from pg_tables where schemaname = 'odoo'")
         assert tables == len(models)
+
+
+async def test_the_backfill_says_how_long_it_waited_for_odoo(
+    r: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="syncd.cdc")
+    r.fake.faults.latency_seconds = 0.1  # every page takes Odoo at least this long
+    result = await r.poller(backfill_page_size=10).poll()
+    assert result.pages >= 5
+    (line,) = [m for m in (rec.getMessage() for rec in caplog.records) if "done:" in m]
+    match = re.fullmatch(r"backfill of res\.partner done: \d+ records in ([\d.]+) s, ([\d.]+) s of it "
+                         r"waiting for Odoo", line)  # fmt: skip
+    assert match is not None, line
+    elapsed, waited = float(match[1]), float(match[2])
+    assert 0.1 * result.pages - 0.05 <= waited <= elapsed
