@@ -46,6 +46,14 @@ LEASE_INTERVALS = 3
 MIN_LEASE_SECONDS = 5.0
 
 
+def fair_share(models: int, replicas: int, rank: int = 0) -> int:
+    """How many models the replica of ``rank`` (0-based, by holder name) among ``replicas`` live
+    ones polls: the models split evenly, the first ``models % replicas`` taking one more, so that
+    the shares add up to exactly ``models``."""
+    replicas = max(1, replicas)
+    return models // replicas + (1 if rank < models % replicas else 0)
+
+
 def lease_seconds(interval_seconds: float) -> float:
     """How long a CDC lease lasts without renewal (``database.pooler = "transaction"``)."""
     return max(LEASE_INTERVALS * interval_seconds, MIN_LEASE_SECONDS)
@@ -108,6 +116,9 @@ class CdcService:
         # so that neither can renew — or commit under — the other's lease.
         instance = settings.daemon.instance_id or f"{socket.gethostname()}:{os.getpid()}"
         self.holder = f"{instance}/{secrets.token_hex(4)}"
+        #: How long this replica counts as alive after each renewal of its cdc_replicas row: a
+        #: replica that died stops counting within two intervals, and the others take its share.
+        self.presence_seconds = 2 * settings.cdc.interval_seconds + 1.0
         if self.by_lease:
             for name, poller in self.pollers.items():
                 poller.guard = self._lease_guard(name)
@@ -185,10 +196,18 @@ class CdcService:
 
     # --------------------------------------------------------------------------------------- run
     async def run(self, stop: asyncio.Event) -> None:
-        """Hold leadership of as many models as possible and poll them until ``stop`` is set."""
-        if self.by_lease:
-            await self._run_by_lease(stop)
-            return
+        """Lead and poll a fair share of the models until ``stop`` is set: with R live replicas
+        (``syncd.cdc_replicas``) each polls models / R of them (:func:`fair_share`); one holding
+        more hands one over per interval, and the models of a replica that died are taken over."""
+        try:
+            if self.by_lease:
+                await self._run_by_lease(stop)
+            else:
+                await self._run_by_lock(stop)
+        finally:
+            await self._leave()
+
+    async def _run_by_lock(self, stop: asyncio.Event) -> None:
         interval = self.settings.cdc.interval_seconds
         unreachable = False
         while not stop.is_set():
@@ -211,15 +230,63 @@ class CdcService:
                 with contextlib.suppress(Exception):
                     await lock_conn.close()
 
+    async def _share(self) -> int | None:
+        """How many models this replica should poll (:func:`fair_share`), renewing its own presence
+        on the way; None when PostgreSQL did not answer (then nothing changes)."""
+        try:
+            with db.translate_errors("counting the replicas"):
+                async with self.pool.acquire() as conn:
+                    row = await conn.fetchrow(
+                        db.queries["cdc_replica_seen"], self.holder, self.presence_seconds
+                    )
+        except SyncdError:
+            return None
+        assert row is not None
+        return fair_share(len(self.pollers), int(row["replicas"]), int(row["rank"]))
+
+    async def _leave(self) -> None:
+        with contextlib.suppress(SyncdError, TimeoutError):
+            async with asyncio.timeout(5.0):
+                with db.translate_errors("leaving the replicas"):
+                    async with self.pool.acquire() as conn:
+                        await conn.execute(db.queries["cdc_replica_leave"], self.holder)
+
+    def _handing_over(self, name: str, share: int) -> None:
+        self.leading.discard(name)
+        with contextlib.suppress(KeyError):
+            metrics.CDC_LAG.remove(name)
+        log.info(
+            "handing %s over to another replica (this one polls %d of %d models now)",
+            name, share, len(self.pollers), extra={"model": name},
+        )  # fmt: skip
+
     async def _lead(self, lock_conn: asyncpg.Connection, stop: asyncio.Event) -> None:
         tasks: dict[str, asyncio.Task[None]] = {}
         lost = asyncio.Event()
         lock_conn.add_termination_listener(lambda _c: lost.set())
+        share = len(self.pollers)
         try:
             while not stop.is_set() and not lost.is_set():
+                share = await self._share() or share
+                if len(tasks) > share:
+                    # More than a fair share: give one model up per round (the one taken last), so
+                    # that replicas starting later get theirs without everybody moving at once.
+                    name = list(tasks)[-1]
+                    task = tasks.pop(name)
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    self._handing_over(name, len(tasks))  # before another replica can take it
+                    try:
+                        with db.translate_errors("releasing the model lock"):
+                            await lock_conn.fetchval(db.queries["cdc_leader_unlock"], name)
+                    except SyncdError:
+                        lost.set()
+                        break
                 for name in self.pollers:
                     if name in tasks:
                         continue
+                    if len(tasks) >= share:
+                        break
                     try:
                         got = await self._try_lock(lock_conn, name)
                     except SyncdError:
@@ -266,6 +333,7 @@ class CdcService:
         valid_until = 0.0  # monotonic time until which the leases last confirmed are surely ours
         unreachable = False
         took_any = False
+        share = len(names)
 
         def stop_polling(name: str, why: str) -> None:
             lost[name].set()  # the loop stops before its next poll; the task is cancelled below
@@ -279,9 +347,28 @@ class CdcService:
                     # Its loop ended on LeaseLost (a commit found the lease gone): try again below.
                     del tasks[name], lost[name]
                     self.leading.discard(name)
+                share = await self._share() or share
+                if len(tasks) > share:
+                    # More than a fair share: hand one model over per round (see _lead).
+                    name = list(tasks)[-1]
+                    task = tasks.pop(name)
+                    del lost[name]
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    self._handing_over(name, len(tasks))  # before another replica can take it
+                    with contextlib.suppress(SyncdError):
+                        await self._release_leases([name])
+                # Renew what it polls and take whatever is free; what it took beyond its share goes
+                # back at once, before it polls it (free models are few: a handed-over one, or
+                # those of a replica that died).
+                wanted = names if len(tasks) < share else [n for n in names if n in tasks]
                 asked = time.monotonic()
                 try:
-                    held = await self._take_leases(names)
+                    held = await self._take_leases(wanted)
+                    extra = [n for n in names if n in held and n not in tasks][max(0, share - len(tasks)) :]
+                    if extra:
+                        await self._release_leases(extra)
+                        held.difference_update(extra)
                 except SyncdError as e:
                     if not unreachable:
                         log.warning("cdc: cannot renew the models' leases (%s); retrying", e)
@@ -295,7 +382,7 @@ class CdcService:
                         unreachable = False
                     # Counted from before the statement was sent: the server's lease ends later.
                     valid_until = asked + self.lease_seconds
-                    for name in names:
+                    for name in wanted:
                         if name in held and name not in tasks:
                             took_any = True
                             lost[name] = asyncio.Event()

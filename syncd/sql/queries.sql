@@ -83,6 +83,24 @@ select pg_try_advisory_lock(1937337955, hashtext($1));
 -- cdc_leader_unlock --
 select pg_advisory_unlock(1937337955, hashtext($1));
 
+-- cdc_replica_seen --
+-- A replica says it is alive for $2 seconds more and learns how many are (itself included) and
+-- its rank among them (how many live holders sort before it); rows of replicas gone for a day are
+-- cleared on the way.
+with seen as (
+    insert into syncd.cdc_replicas as r (holder, seen_until)
+    values ($1, now() + make_interval(secs => $2))
+    on conflict (holder) do update set seen_until = excluded.seen_until
+    returning r.holder
+), gone as (
+    delete from syncd.cdc_replicas where seen_until < now() - interval '1 day'
+)
+select 1 + count(*) as replicas, count(*) filter (where holder < $1) as rank
+from syncd.cdc_replicas where seen_until > now() and holder <> $1;
+
+-- cdc_replica_leave --
+delete from syncd.cdc_replicas where holder = $1;
+
 -- cdc_lease_take --
 -- Leadership behind a transaction-mode pooler, in one short statement: for holder $2, take or
 -- renew for $3 seconds the lease of every model of $1 that is free, expired or already its own;

@@ -1,0 +1,108 @@
+"""Several replicas share the models: with R live replicas each polls at most ceil(models / R), a
+replica that holds more hands one over per interval, and when one stops the others take its
+models. With advisory locks (direct connections) and with leases (transaction-mode poolers)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+from pydantic import SecretStr
+
+from syncd import db
+from syncd.cdc.service import CdcService, fair_share
+from syncd.config import DatabaseSettings, OdooSettings, Settings
+from syncd.odoo import OdooClient
+from syncd.testing import FakeOdoo, FakeOdooServer
+from tests.e2e.helpers import wait_until
+
+pytestmark = pytest.mark.integration
+
+MODELS = ["res.partner", "res.country", "res.partner.category", "res.currency"]
+
+
+def test_fair_shares_add_up_to_the_models() -> None:
+    for models in range(0, 9):
+        for replicas in range(1, 6):
+            shares = [fair_share(models, replicas, rank) for rank in range(replicas)]
+            assert sum(shares) == models and max(shares) - min(shares) <= 1, (models, replicas, shares)
+    assert [fair_share(4, 3, rank) for rank in range(3)] == [2, 1, 1]
+    assert fair_share(4, 0) == 4
+
+
+@dataclass
+class Rig:
+    odoo: OdooClient
+    pool: asyncpg.Pool
+    dsn: str
+    pooler: str
+
+    def service(self, instance: str) -> CdcService:
+        settings = Settings.model_validate(
+            {
+                "database": {"pooler": self.pooler},
+                "cdc": {
+                    "interval_seconds": 0.1,
+                    "models": [{"model": m, "fields": ["name"]} for m in MODELS],
+                },
+                "daemon": {"instance_id": instance},
+            }
+        )
+        return CdcService(settings, self.odoo, self.pool, self.dsn)
+
+
+@pytest.fixture(params=["none", "transaction"], ids=["advisory-locks", "leases"])
+async def r(request: pytest.FixtureRequest, db_dsn: str) -> AsyncIterator[Rig]:
+    async with FakeOdooServer(FakeOdoo(demo_data=True)) as server:
+        pool = await db.create_pool(db_dsn, DatabaseSettings(pool_max_size=8))
+        try:
+            settings = OdooSettings(url=server.url, api_key=SecretStr("admin"), retries=0)
+            async with OdooClient(settings) as odoo:
+                yield Rig(odoo, pool, db_dsn, request.param)
+        finally:
+            await pool.close()
+
+
+@contextlib.asynccontextmanager
+async def running(service: CdcService) -> AsyncIterator[asyncio.Event]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        yield stop
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+async def test_replicas_share_the_models_and_take_over_those_of_one_that_stops(r: Rig) -> None:
+    a, b, c = r.service("a"), r.service("b"), r.service("c")
+    overlaps: list[set[str]] = []
+
+    def split(*services: CdcService, sizes: list[int]) -> bool:
+        held = [s.leading for s in services]
+        for i, x in enumerate(held):
+            for y in held[i + 1 :]:
+                if x & y:
+                    overlaps.append(x & y)
+        return sorted(len(h) for h in held) == sizes and set().union(*held) == set(MODELS)
+
+    async with running(a):
+        await wait_until(lambda: _true(split(a, sizes=[4])), within=20, what="a polling every model")
+        async with running(b) as stop_b:
+            await wait_until(lambda: _true(split(a, b, sizes=[2, 2])), within=20, what="a and b at 2 each")
+            async with running(c):
+                await wait_until(lambda: _true(split(a, b, c, sizes=[1, 1, 2])), within=20, what="1/1/2")
+                stop_b.set()
+                await wait_until(
+                    lambda: _true(split(a, c, sizes=[2, 2])), within=20, what="a and c at 2 each"
+                )
+    assert overlaps == []  # no model was ever seen polled by two replicas at once
+    assert await r.pool.fetchval("select count(*) from syncd.cdc_replicas") == 0  # all left
+
+
+async def _true(value: bool) -> bool:
+    return value
