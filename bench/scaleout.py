@@ -60,6 +60,7 @@ select syncd.enqueue('res.partner', 'upsert', $1 || g,
        jsonb_build_object('name', 'Partner ' || g, 'email', 'p' || g || '@example.com', 'is_company', g % 2 = 0))
 from generate_series(1, $2) g"""
 CLAIM = re.compile(r"now polling (\S+) on this replica")
+EVENT = re.compile(r"now polling (\S+) on this replica|handing (\S+) over to another replica")
 BACKFILL_DONE = re.compile(r"backfill of (\S+) done")
 
 
@@ -100,7 +101,22 @@ def replica_env(dsn: str, url: str, name: str, pooler: str = "none") -> dict[str
 
 
 def claims(daemon: Daemon) -> list[str]:
-    return CLAIM.findall(daemon.log_path.read_text(errors="replace"))
+    """The models a replica polls now, in the order it took them: its "now polling X" lines minus
+    its "handing X over" lines (replicas share the models evenly once they all run)."""
+    held: list[str] = []
+    for taken, handed in EVENT.findall(daemon.log_path.read_text(errors="replace")):
+        if taken and taken not in held:
+            held.append(taken)
+        elif handed in held:
+            held.remove(handed)
+    return held
+
+
+def balanced(daemons: dict[str, Daemon]) -> bool:
+    held = [claims(d) for d in daemons.values() if d.alive]
+    sizes = [len(h) for h in held]
+    every = [m for h in held for m in h]
+    return sorted(every) == sorted(MODELS) and max(sizes) - min(sizes) <= 1
 
 
 async def until(check: object, within: float, what: str) -> float:
@@ -173,6 +189,7 @@ async def one(pg: Postgres, k: int, events: int, workdir: Path, pooler: str, rep
             return set(BACKFILL_DONE.findall(logs)) >= set(MODELS)
 
         await until(backfilled, 120, "every model's backfill")
+        await until(lambda: balanced(daemons), 60, "the replicas to share the models evenly")
         run.leaders = {name: claims(d) for name, d in daemons.items()}
         say(f"{k} replica(s): leadership {run.leaders}")
 
@@ -194,8 +211,7 @@ async def one(pg: Postgres, k: int, events: int, workdir: Path, pooler: str, rep
 
         if k >= 2:
             run.killed = max(run.leaders, key=lambda n: len(run.leaders[n]))
-            orphaned = set(run.leaders[run.killed])
-            seen = {n: len(claims(d)) for n, d in daemons.items()}
+            orphaned = set(claims(daemons[run.killed]))
             await daemons[run.killed].kill()
             t0 = time.perf_counter()
 
@@ -203,7 +219,7 @@ async def one(pg: Postgres, k: int, events: int, workdir: Path, pooler: str, rep
                 for name, d in daemons.items():
                     if name == run.killed:
                         continue
-                    for model in claims(d)[seen[name] :]:
+                    for model in claims(d):
                         if model in orphaned and model not in run.takeover:
                             run.takeover[model] = (name, time.perf_counter() - t0)
                 return set(run.takeover) >= orphaned

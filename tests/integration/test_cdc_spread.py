@@ -106,3 +106,14 @@ async def test_replicas_share_the_models_and_take_over_those_of_one_that_stops(r
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_the_share_of_a_replica_that_died_is_taken_over_once_its_presence_runs_out(r: Rig) -> None:
+    """A replica killed with -9 leaves its presence row behind; until it runs out the others keep
+    their shares, then they take its models too."""
+    a = r.service("a")
+    async with running(a):
+        await wait_until(lambda: _true(len(a.leading) == 4), within=20, what="a polling every model")
+        await r.pool.execute("insert into syncd.cdc_replicas values ('0-dead', now() + interval '2 seconds')")
+        await wait_until(lambda: _true(len(a.leading) == 2), within=20, what="a making room for the other")
+        await wait_until(lambda: _true(len(a.leading) == 4), within=20, what="a taking the dead one's share")
