@@ -68,17 +68,7 @@ class Resources:
 async def open_resources(settings: Settings, *, migrate_first: bool = False) -> AsyncIterator[Resources]:
     """PostgreSQL (schema checked) and Odoo (connected), closed again on exit."""
     async with db.open_dsn(settings.database) as dsn:
-        conn = await db.connect(dsn, settings.database)
-        try:
-            if migrate_first:
-                for m in await migrate.apply(conn):
-                    log.info("applied migration %04d_%s", m.version, m.name)
-            status = await migrate.check(conn)
-            if not status.current:
-                raise SchemaError("the database schema is not current: " + "; ".join(status.problems()))
-        finally:
-            await conn.close()
-        pool = await db.create_pool(dsn, settings.database)
+        pool = await _open_pool(settings, dsn, migrate_first)
         try:
             async with OdooClient(settings.odoo, observe=metrics.observe_odoo_request) as odoo:
                 yield Resources(dsn, pool, odoo)

@@ -4,8 +4,6 @@ models. With advisory locks (direct connections) and with leases (transaction-mo
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -19,6 +17,7 @@ from syncd.config import DatabaseSettings, OdooSettings, Settings
 from syncd.odoo import OdooClient
 from syncd.testing import FakeOdoo, FakeOdooServer
 from tests.e2e.helpers import wait_until
+from tests.integration.test_cdc_leases import running
 
 pytestmark = pytest.mark.integration
 
@@ -65,17 +64,6 @@ async def r(request: pytest.FixtureRequest, db_dsn: str) -> AsyncIterator[Rig]:
                 yield Rig(odoo, pool, db_dsn, request.param)
         finally:
             await pool.close()
-
-
-@contextlib.asynccontextmanager
-async def running(service: CdcService) -> AsyncIterator[asyncio.Event]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop))
-    try:
-        yield stop
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
 
 
 async def test_replicas_share_the_models_and_take_over_those_of_one_that_stops(r: Rig) -> None:
