@@ -11,6 +11,9 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import asyncpg
 
 
 @dataclass
@@ -86,6 +89,16 @@ async def wait_until(
             raise AssertionError(f"timed out after {within:.0f}s waiting for {what}")
         await asyncio.sleep(interval)
     return loop.time() - start
+
+
+async def mirror_has_name(conn: Any, model: str, rid: int, name: str) -> bool:
+    """Whether the mirror of ``model`` exists and holds ``name`` for record ``rid``."""
+    table = model.replace(".", "_")
+    try:
+        got = await conn.fetchval(f'select name from odoo."{table}" where id = $1', rid)
+    except asyncpg.UndefinedTableError:
+        return False
+    return bool(got == name)
 
 
 class Daemon:

@@ -14,14 +14,14 @@ import json
 import re
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from syncd.testing import FakeOdoo, FakeOdooServer, FieldSpec
-from tests.e2e.helpers import clean_env
+from tests.e2e.helpers import clean_env, mirror_has_name, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -93,16 +93,6 @@ async def wait_logs(board: asyncio.Condition, predicate: Callable[[], bool], *, 
         logs = "\n".join(r.output() for r in replicas)
         raise AssertionError(f"timed out after {within}s waiting for {what}\n{logs}") from None
     return loop.time() - start
-
-
-async def poll_db(condition: Callable[[], Awaitable[bool]], *, within: float, what: str) -> None:
-    """Check ``condition`` (a database read: nothing to await) every 50 ms until it holds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not await condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def lock_holders(conn: asyncpg.Connection) -> dict[str, list[int]]:
@@ -182,22 +172,14 @@ async def test_each_model_has_one_poller_and_a_survivor_takes_over(db_dsn: str, 
             assert holders[MODELS[1]] == holders[MODELS[2]] != holders[MODELS[0]], holders
 
             # ---- both replicas running, every model is mirrored (by its one poller)
-            async def mirrored(model: str, rid: int, name: str) -> bool:
-                table = model.replace(".", "_")
-                try:
-                    got = await db.fetchval(f'select name from odoo."{table}" where id = $1', rid)
-                except asyncpg.UndefinedTableError:
-                    return False
-                return bool(got == name)
-
             for model in MODELS:
                 fake.write(model, [1], {"name": "while both run"})
 
             async def while_both_run() -> bool:
-                return all([await mirrored(m, 1, "while both run") for m in MODELS])
+                return all([await mirror_has_name(db, m, 1, "while both run") for m in MODELS])
 
             # (the first model's change needs the resumed replica: it runs again, and took nothing)
-            await poll_db(while_both_run, within=20, what="changes made while both run")
+            await wait_until(while_both_run, within=20, what="changes made while both run")
             for model in MODELS:
                 assert sum(model in r.claims for r in replicas) == 1, model
             assert await lock_holders(db) == holders
@@ -223,9 +205,9 @@ async def test_each_model_has_one_poller_and_a_survivor_takes_over(db_dsn: str, 
                 fake.write(model, [2], {"name": "after the takeover"})
 
             async def after_takeover() -> bool:
-                return all([await mirrored(m, 2, "after the takeover") for m in MODELS])
+                return all([await mirror_has_name(db, m, 2, "after the takeover") for m in MODELS])
 
-            await poll_db(after_takeover, within=20, what="changes made after the takeover")
+            await wait_until(after_takeover, within=20, what="changes made after the takeover")
 
             # ---- SIGTERM: a clean exit
             assert await survivor.stop(signal.SIGTERM) == 0, survivor.output()

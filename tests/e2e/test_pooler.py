@@ -26,8 +26,8 @@ import pytest
 
 from syncd.cdc.service import lease_seconds
 from syncd.testing import FakeOdoo, FakeOdooServer, FieldSpec
-from tests.e2e.helpers import clean_env, syncd_async
-from tests.e2e.test_cdc_leadership import Replica, poll_db, wait_logs
+from tests.e2e.helpers import clean_env, mirror_has_name, syncd_async, wait_until
+from tests.e2e.test_cdc_leadership import Replica, wait_logs
 from tests.pgbouncer import POOL_SIZE, PgBouncer, pgbouncer
 
 pytestmark = pytest.mark.e2e
@@ -187,21 +187,13 @@ async def test_two_replicas_through_the_pooler_both_ways_and_a_takeover_after_si
             assert len(clients) >= 10 > POOL_SIZE >= len(servers), (len(clients), len(servers))
 
             # ---- Odoo → PostgreSQL for every model, PostgreSQL → Odoo by polling
-            async def mirrored(model: str, rid: int, name: str) -> bool:
-                table = model.replace(".", "_")
-                try:
-                    got = await db.fetchval(f'select name from odoo."{table}" where id = $1', rid)
-                except asyncpg.UndefinedTableError:
-                    return False
-                return bool(got == name)
-
             for model in MODELS:
                 fake.write(model, [ids[model][0]], {"name": "while both run"})
 
             async def while_both_run() -> bool:
-                return all([await mirrored(m, ids[m][0], "while both run") for m in MODELS])
+                return all([await mirror_has_name(db, m, ids[m][0], "while both run") for m in MODELS])
 
-            await poll_db(while_both_run, within=20, what="changes made in Odoo while both run")
+            await wait_until(while_both_run, within=20, what="changes made in Odoo while both run")
             await db.execute(
                 "select syncd.enqueue('res.partner', 'upsert', 'pooled-' || i, jsonb_build_object('name', 'pooled ' || i))"
                 " from generate_series(1, $1::int) i",
@@ -214,7 +206,7 @@ async def test_two_replicas_through_the_pooler_both_ways_and_a_takeover_after_si
                 )
                 return bool(done == n)
 
-            await poll_db(
+            await wait_until(
                 lambda: outbox_done("pooled-", EVENTS), within=30, what="the outbox events delivered"
             )
             names = {
@@ -251,14 +243,14 @@ async def test_two_replicas_through_the_pooler_both_ways_and_a_takeover_after_si
                 fake.write(model, [ids[model][1]], {"name": "after the takeover"})
 
             async def after_takeover() -> bool:
-                return all([await mirrored(m, ids[m][1], "after the takeover") for m in MODELS])
+                return all([await mirror_has_name(db, m, ids[m][1], "after the takeover") for m in MODELS])
 
-            await poll_db(after_takeover, within=20, what="changes made in Odoo after the takeover")
+            await wait_until(after_takeover, within=20, what="changes made in Odoo after the takeover")
             await db.execute(
                 "select syncd.enqueue('res.partner', 'upsert', 'later-' || i, jsonb_build_object('name', 'later ' || i))"
                 " from generate_series(1, 5) i"
             )
-            await poll_db(lambda: outbox_done("later-", 5), within=20, what="events after the takeover")
+            await wait_until(lambda: outbox_done("later-", 5), within=20, what="events after the takeover")
             counts = dict(await db.fetch("select status, count(*) from syncd.outbox group by status"))
             assert counts == {"done": EVENTS + 5}, counts
 
