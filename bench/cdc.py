@@ -43,7 +43,6 @@ import gc
 import io
 import json
 import os
-import platform
 import random
 import re
 import shutil
@@ -62,6 +61,7 @@ import asyncpg
 from pydantic import SecretStr
 
 from bench.fake_server import FakeProcess
+from bench.machine import machine_line
 from bench.model import MODEL, TABLE
 from syncd import db
 from syncd.cdc.cursor import Cursor
@@ -927,20 +927,7 @@ async def incremental(
 
 
 def machine_info(pg: Postgres) -> list[str]:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = ""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        kib = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kib / 1024**2:.1f} GiB RAM"
-    return [
-        f"Machine: {os.cpu_count()} cores ({cpu}){mem}; {platform.system()} {platform.release()}",
-        f"Python {platform.python_version()}; PostgreSQL {pg.version} ({pg.description})",
-    ]
+    return [machine_line(), f"PostgreSQL {pg.version} ({pg.description})"]
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int] | None = None) -> str:

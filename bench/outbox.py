@@ -46,7 +46,6 @@ import contextlib
 import json
 import logging
 import os
-import platform
 import tempfile
 import time
 import traceback
@@ -58,6 +57,7 @@ from typing import Any, cast
 import asyncpg
 
 from bench.fake_server import FakeProcess
+from bench.machine import machine_line
 from syncd import db, migrate
 from syncd.config import Settings
 from syncd.db import Connection
@@ -801,20 +801,8 @@ def cpu_us(seconds: float, events: int) -> str:
 
 
 def machine_lines(db_: Database) -> list[str]:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = ""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem = f", {int(line.split()[1]) / 1024**2:.0f} GiB"
     return [
-        f"Machine: nproc {os.cpu_count()}, {cpu}{mem}; {platform.system()} {platform.release()}; "
-        f"Python {platform.python_version()}, asyncpg {asyncpg.__version__}",
+        f"{machine_line()}, asyncpg {asyncpg.__version__}",
         f"PostgreSQL {db_.version} ({db_.description}; "
         + ", ".join(f"{k}={v}" for k, v in db_.settings.items())
         + ")",
