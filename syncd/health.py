@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,31 +119,28 @@ class HealthMonitor:
         await asyncio.gather(self.probe_postgres(), self.probe_odoo())
 
     async def probe_postgres(self) -> None:
-        try:
-            async with asyncio.timeout(self.timeout):
-                with db.translate_errors("probing PostgreSQL"):
-                    async with self.pool.acquire() as conn:
-                        status = await migrate.check(conn)
-        except TimeoutError:
-            self.health.set("postgres", False, f"no answer within {self.timeout:.0f} s")
-            return
-        except Exception as e:
-            self.health.set("postgres", False, str(e) or type(e).__name__)
-            return
-        self.health.set("postgres", True)
-        self.health.set("schema", status.current, schema_detail(status))
+        async def check() -> None:
+            with db.translate_errors("probing PostgreSQL"):
+                async with self.pool.acquire() as conn:
+                    status = await migrate.check(conn)
+            self.health.set("schema", status.current, schema_detail(status))
+
+        await self._probe("postgres", check)
 
     async def probe_odoo(self) -> None:
+        await self._probe("odoo", self.odoo.ping)
+
+    async def _probe(self, name: str, check: Callable[[], Awaitable[None]]) -> None:
+        """Run ``check`` within the timeout; record ``name`` as ok, or not ok with why."""
         try:
             async with asyncio.timeout(self.timeout):
-                await self.odoo.ping()
+                await check()
         except TimeoutError:
-            self.health.set("odoo", False, f"no answer within {self.timeout:.0f} s")
-            return
+            self.health.set(name, False, f"no answer within {self.timeout:.0f} s")
         except Exception as e:
-            self.health.set("odoo", False, str(e) or type(e).__name__)
-            return
-        self.health.set("odoo", True)
+            self.health.set(name, False, str(e) or type(e).__name__)
+        else:
+            self.health.set(name, True)
 
 
 def schema_detail(status: migrate.SchemaStatus) -> str:
