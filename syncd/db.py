@@ -131,8 +131,10 @@ def loads_json(text: str | bytes) -> Any:
     every claim, forever); the outbox dead-letters it with the reason (``syncd.outbox.convert``).
     Short texts are read by orjson, with the same result (see ``FAST_JSON_MAX_LENGTH``)."""
     if isinstance(text, str) and len(text) <= FAST_JSON_MAX_LENGTH and _LONG_DIGITS.search(text) is None:
-        with contextlib.suppress(orjson.JSONDecodeError):  # json below says what is wrong
+        try:
             return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass  # json below says what is wrong
     try:
         return json.loads(text)
     except RecursionError:
