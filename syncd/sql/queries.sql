@@ -165,7 +165,14 @@ from syncd.cdc_leases
 order by model;
 
 -- outbox_status_counts --
-select status, count(*) as n from syncd.outbox group by status;
+-- Each part through an index, never the whole table (which keeps done events for
+-- outbox.retention_days): unfinished events by outbox_unfinished_idx, dead ones by outbox_dead_idx,
+-- done ones by the done_at index alone (done_at is written only when an event is done).
+select status, count(*) as n from syncd.outbox where unfinished group by status
+union all
+select 'dead', count(*) from syncd.outbox where not unfinished and done_at is null and status = 'dead'
+union all
+select 'done', count(*) from syncd.outbox where done_at is not null;
 
 -- outbox_oldest_pending_age --
 select coalesce(extract(epoch from now() - min(created_at)), 0)::float8
@@ -270,7 +277,8 @@ limit $2;
 -- Operator redrive: dead events (all, or the given ids) become pending again with fresh attempts.
 update syncd.outbox
 set status = 'pending', attempts = 0, available_at = now(), last_error = null
-where status = 'dead' and ($1::bigint[] is null or id = any($1::bigint[]))
+where not unfinished and done_at is null and status = 'dead'  -- outbox_dead_idx
+  and ($1::bigint[] is null or id = any($1::bigint[]))
 returning id;
 
 -- outbox_discard --

@@ -322,3 +322,22 @@ async def test_a_claim_updates_rows_in_place_with_one_cached_plan(r: Rig, db_dsn
         assert plans is not None and plans["generic_plans"] >= 1, plans
     finally:
         await pool.close()
+
+
+async def test_counts_and_redrive_read_indexes_not_the_whole_table(r: Rig) -> None:
+    """Migration 0006: the status counts (housekeeping every 30 s, ``syncd status``) and the redrive
+    of dead events have plans without a scan of the whole table (which keeps done events for
+    retention_days), and the counts are exact in every status."""
+    ids_ = [await r.enqueue(f"k{i}", {"name": f"n{i}"}) for i in range(6)]
+    c = r.consumer(batch_size=2)
+    first = await c.claim()
+    c.record([Outcome(first[0], "done", result_id=7), Outcome(first[1], "dead", error="no such field")])
+    assert ids(await c.claim()) == ids_[2:4]  # writes those outcomes, leases the next two
+    rows = await r.pool.fetch(db.queries["outbox_status_counts"])
+    assert {x["status"]: x["n"] for x in rows} == {"pending": 2, "inflight": 2, "done": 1, "dead": 1}
+    async with r.pool.acquire() as conn, conn.transaction():
+        await conn.execute("set local enable_seqscan = off")  # a scan stays only where no index serves
+        for sql, args in ((db.queries["outbox_status_counts"], ()), (db.queries["outbox_retry"], (None,))):
+            plan = await conn.fetchval("explain (format json) " + sql, *args)
+            assert "Seq Scan" not in str(plan), plan
+    assert [x["id"] for x in await r.pool.fetch(db.queries["outbox_retry"], None)] == [ids_[1]]
