@@ -299,12 +299,14 @@ def _ago(seconds: float | None) -> str:
 
 
 async def _status(settings: Settings) -> dict[str, Any]:
+    from syncd.outbox.consumer import read_counts
+
     async with db.open_dsn(settings.database) as dsn:
         conn = await db.connect(dsn, settings.database)
         try:
             with db.translate_errors("reading status"):
                 states = {r["model"]: r for r in await conn.fetch(db.queries["cdc_state_list"])}
-                counts = {r["status"]: r["n"] for r in await conn.fetch(db.queries["outbox_status_counts"])}
+                counts = await read_counts(conn)
                 oldest = await conn.fetchval(db.queries["outbox_oldest_pending_age"])
                 now = await conn.fetchval("select now()")
         finally:
@@ -330,8 +332,7 @@ async def _status(settings: Settings) -> dict[str, Any]:
                 "last_error": st["last_error"] if st else None,
             }
         )
-    events = {s: counts.get(s, 0) for s in ("pending", "inflight", "done", "dead")}
-    return {"models": models, "outbox": {"events": events, "oldest_pending_age_seconds": oldest}}
+    return {"models": models, "outbox": {"events": counts, "oldest_pending_age_seconds": oldest}}
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:

@@ -6,9 +6,11 @@ from typing import Any
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from syncd.config import Settings
 from syncd.odoo import OdooClient
+from syncd.outbox import consumer as consumer_module
 from syncd.outbox.consumer import OutboxConsumer, Outcome
 from syncd.outbox.xmlid import external_id
 from syncd.testing import FakeOdoo
@@ -225,6 +227,30 @@ async def test_shutdown_gives_back_nothing_stuck(r: Rig) -> None:
     await asyncio.wait_for(task, timeout=10)
     statuses = {e["status"] for e in (await r.events()).values()}
     assert "inflight" not in statuses
+
+
+async def test_housekeeping_counts_done_events_every_few_minutes_the_rest_every_round(
+    r: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The done count reads the table with its retained done events, so the gauge takes it every
+    DONE_COUNT_EVERY seconds; pending, inflight and dead (an alert reads dead) every round."""
+
+    def gauge(status: str) -> float | None:
+        return REGISTRY.get_sample_value("syncd_outbox_events", {"status": status})
+
+    consumer = r.consumer()
+    await r.enqueue("res.partner", "upsert", "a", {"name": "a"})
+    await consumer.drain()
+    await consumer.housekeep()
+    assert (gauge("done"), gauge("pending")) == (1, 0)
+    await r.enqueue("res.partner", "upsert", "b", {"name": "b"})
+    await consumer.drain()
+    await r.enqueue("res.partner", "upsert", "c", {"name": "c"})
+    await consumer.housekeep()
+    assert (gauge("done"), gauge("pending")) == (1, 1)  # done: the count of the round before
+    monkeypatch.setattr(consumer_module, "DONE_COUNT_EVERY", 0.0)
+    await consumer.housekeep()
+    assert (gauge("done"), gauge("pending")) == (2, 1)
 
 
 async def test_housekeeping_deletes_old_done_events(r: Rig) -> None:
