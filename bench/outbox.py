@@ -52,7 +52,7 @@ import tempfile
 import time
 import traceback
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -60,6 +60,7 @@ import asyncpg
 
 from bench.fake_server import FakeProcess
 from bench.machine import machine_line
+from bench.report import markdown_table as table
 from syncd import db, migrate
 from syncd import loop as syncd_loop
 from syncd.config import Settings
@@ -827,22 +828,6 @@ async def wait_done(conn: asyncpg.Connection, n: int, limit: float = 60.0) -> No
 
 
 # ------------------------------------------------------------------------------------------ report
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def fmt(cells: Sequence[str]) -> str:
-        return (
-            "| "
-            + " | ".join(
-                c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-            )
-            + " |"
-        )
-
-    sep = "|" + "|".join("-" * (w + 1) + ":" if i else "-" * (w + 2) for i, w in enumerate(widths)) + "|"
-    return "\n".join([fmt(headers), sep, *(fmt(r) for r in rows)])
 
 
 def verdict(ok: bool) -> str:

@@ -53,11 +53,17 @@ import aiohttp
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.report import markdown_table
 from syncd import db
 from syncd.embedded import EmbeddedPostgres
 from syncd.outbox.xmlid import external_id
 from syncd.testing import BackgroundFakeOdooServer, FakeOdoo, FakeOdooError, FieldSpec
 from syncd.testing.postgres import FAST_SETTINGS
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    return markdown_table(headers, rows, numeric=False)  # words in most columns: all left-aligned
+
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -466,17 +472,6 @@ def span(values: Sequence[float], fmt: str) -> str:
     """``"3"`` or ``"1–7"``: the range of ``values``."""
     low, high = fmt.format(min(values)), fmt.format(max(values))
     return low if low == high else f"{low}–{high}"
-
-
-def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """A Markdown table, padded so that it also reads in a terminal."""
-    rows = [list(map(str, r)) for r in rows]
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
 
 
 def metric_sums(text: str) -> dict[tuple[str, str], float]:

@@ -57,6 +57,7 @@ from bench.cdc import (
 )
 from bench.fake_server import FakeProcess
 from bench.outbox import ClaimBench, CpuMeter
+from bench.report import markdown_table
 from syncd import db, migrate
 from syncd.cdc.schema import MirrorTable
 from syncd.config import DatabaseSettings, Settings
@@ -418,26 +419,6 @@ async def write_path(pg: Postgres, records_n: int, rounds: int, workdir: Path) -
 
 
 # ------------------------------------------------------------------------------------- report
-def table_text(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A Markdown table (first column left-aligned, the others right-aligned)."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        return (
-            "| "
-            + " | ".join(
-                c.ljust(w) if i == 0 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-            )
-            + " |"
-        )
-
-    rule = (
-        "|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|"
-    )
-    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
-
-
 def num(x: float, fmt: str = ",.0f") -> str:
     return "-" if x != x else format(x, fmt)
 
@@ -453,7 +434,7 @@ def section(rows: list[Row], unit: str, syncd_rate: float) -> str:
             r.note + (f" [{r.digest[:14]}]" if r.digest else ""),
         ])  # fmt: skip
     headers = ["method", "s", f"{unit}/s", "syncd ×", "CPU µs/item py / pg", "other CPU s", "note"]
-    return table_text(headers, out)
+    return markdown_table(headers, out)
 
 
 def report(res: Results, pg: Postgres, args: argparse.Namespace) -> str:
