@@ -341,6 +341,8 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 
 async def _outbox(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.outbox.consumer import discard_events
+
     async with db.open_dsn(settings.database) as dsn:
         conn = await db.connect(dsn, settings.database)
         try:
@@ -368,9 +370,9 @@ async def _outbox(settings: Settings, args: argparse.Namespace) -> int:
                     if missing:
                         print(f"not dead (or unknown), left alone: {', '.join(map(str, missing))}")
                     return EXIT_OK
-                gone = await conn.fetch(db.queries["outbox_discard"], args.ids)
+                gone = await discard_events(conn, args.ids)
                 print(f"{len(gone)} events discarded")
-                kept = sorted(set(args.ids) - {r["id"] for r in gone})
+                kept = sorted(set(args.ids) - set(gone))
                 if kept:
                     print(f"in flight (or unknown), left alone: {', '.join(map(str, kept))}")
                 return EXIT_OK

@@ -220,6 +220,9 @@ class OutboxSettings(_Section):
     concurrency: int = Field(default=2, ge=1, le=64)
     lease_seconds: PositiveSeconds = 120.0
     max_attempts: int = Field(default=10, ge=1)
+    #: Most events of one record folded into one call to Odoo (consecutive upserts of one key,
+    #: writes of one odoo_id); 1 turns folding off.
+    fold_max_events: int = Field(default=100, ge=1, le=10_000)
     backoff_base_seconds: PositiveSeconds = 1.0
     backoff_max_seconds: PositiveSeconds = 600.0
     retention_days: float = Field(default=7.0, ge=0, allow_inf_nan=False)

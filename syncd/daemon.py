@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -43,6 +44,13 @@ def loop_name() -> str:
 
 def instance_id(settings: Settings) -> str:
     return settings.daemon.instance_id or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_holder(settings: Settings) -> str:
+    """The outbox lease holder of this process run: the instance id and a random suffix, so that a
+    ``syncd --once`` beside a daemon configured with the same ``daemon.instance_id`` (or a restarted
+    daemon) never passes the other's ``locked_by`` checks (as the CDC leases' holders)."""
+    return f"{instance_id(settings)}/{secrets.token_hex(4)}"
 
 
 #: Longest pause between attempts to reach PostgreSQL or Odoo at start-up.
@@ -96,7 +104,7 @@ async def run_once(settings: Settings, *, dry_run: bool = False, migrate_first: 
             cdc_report = await cdc.run_once()
         drained = None
         if settings.outbox.enabled and not dry_run:
-            consumer = OutboxConsumer(settings, res.odoo, res.pool, res.dsn, instance_id(settings))
+            consumer = OutboxConsumer(settings, res.odoo, res.pool, res.dsn, run_holder(settings))
             drained = await consumer.drain()
         return OnceResult(cdc_report, drained)
 
@@ -231,7 +239,7 @@ def _start_workers(settings: Settings, res: Resources, health: Health, superviso
     if settings.outbox.enabled:
 
         async def outbox(stop: asyncio.Event) -> None:
-            await OutboxConsumer(settings, res.odoo, res.pool, res.dsn, instance_id(settings)).run(stop)
+            await OutboxConsumer(settings, res.odoo, res.pool, res.dsn, run_holder(settings)).run(stop)
 
         supervisor.start(Component("outbox", outbox))
 

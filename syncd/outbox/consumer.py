@@ -70,6 +70,8 @@ class Event(NamedTuple):
     odoo_id: int | None
     payload: dict[str, Any]
     attempts: int
+    #: The head event this one is folded into (delivered by the head's call), if any.
+    fold_of: int | None = None
 
 
 @dataclass(slots=True)
@@ -302,7 +304,13 @@ class OutboxConsumer:
                         [_text(o.error) for o in retry],
                         [o.event.id for o in dead],
                         [_text(o.error) for o in dead],
+                        self.cfg.max_attempts,
+                        self.cfg.fold_max_events - 1,
                     )
+                    unseen = rows[-1][10] if rows and rows[-1][0] is None else None
+                    if unseen:
+                        # Woken by this statement but queued after its snapshot began: wake them now.
+                        await conn.execute(db.queries["outbox_wake"], unseen)
         except (DatabaseUnavailable, asyncio.CancelledError):
             self._outcomes[:0] = outcomes  # PostgreSQL away, or shutting down: the next statement writes them
             raise
@@ -316,12 +324,18 @@ class OutboxConsumer:
         loads = db.loads_json  # never raises: JSON Python cannot read kills only its event
         events: list[Event] = []
         done_seconds: Sequence[float] = ()
+        reclaimed: list[tuple[int, str]] = []
         for r in rows:
             if r[0] is None:
-                done_seconds = r[7]
+                done_seconds = r[9] or ()
             else:
-                events.append(Event(r[0], r[1], r[2], r[3], r[4], loads(r[5]), r[6]))
+                events.append(Event(r[0], r[1], r[2], r[3], r[4], loads(r[5]), r[6], r[7]))
+                if r[8] is not None:
+                    reclaimed.append((r[0], r[8]))
         events.sort(key=_event_id)
+        for event_id, holder in reclaimed:
+            log.warning("outbox event %d: taken back from %s, whose lease ran out (it died or hung)",
+                        event_id, holder, extra={"event_id": event_id})  # fmt: skip
         self._held.update(e.id for e in events)
         if outcomes:
             self._recorded(outcomes, done, retry, dead, done_seconds)
@@ -378,7 +392,16 @@ class OutboxConsumer:
                 log.warning("outbox: could not extend the lease of %d events: %s", len(ids), e)
 
     async def deliver(self, events: Sequence[Event]) -> list[Outcome]:
-        """Apply ``events`` to Odoo; never raises for a failure of Odoo or of an event."""
+        """Apply ``events`` to Odoo; never raises for a failure of Odoo or of an event. Events folded
+        into a head (``fold_of``) go in the head's call, with the values merged field by field, and
+        end with the head's outcome."""
+        heads, folded = fold(events)
+        outcomes = await self._deliver(heads)
+        if not folded:
+            return outcomes
+        return [m for o in outcomes for m in (o, *spread(o, folded.get(o.event.id, ())))]
+
+    async def _deliver(self, events: Sequence[Event]) -> list[Outcome]:
         outcomes: list[Outcome] = []
         by_model: dict[str, list[Event]] = defaultdict(list)
         for e in events:
@@ -502,8 +525,15 @@ class OutboxConsumer:
     def record(self, outcomes: Iterable[Outcome]) -> None:
         """Queue outcomes for the consumer's next statement (a claim, or ``flush``). A transient
         failure becomes a retry after the policy's delay, or dead once the attempts are used up."""
-        for o in outcomes:
-            if o.status == "retry":
+        outcomes = list(outcomes)
+        heads = {o.event.id: o for o in outcomes if o.event.fold_of is None}
+        for o in sorted(outcomes, key=_folded_last):
+            head = heads.get(o.event.fold_of) if o.event.fold_of is not None else None
+            if head is not None and o.status == "retry":
+                # A folded event follows its head's decision, so that the whole fold ends alike and the
+                # record's chain stays in order (one of them dead and the others pending would not).
+                o.status, o.error, o.delay = head.status, head.error, head.delay
+            elif o.status == "retry":
                 decision = self.strategy.decide(attempts=o.event.attempts, transient=True)
                 if decision.dead:
                     o.status = "dead"
@@ -570,6 +600,12 @@ class OutboxConsumer:
                 elif self._done_count is not None:
                     counts["done"] = self._done_count[1]
                 oldest = await conn.fetchval(db.queries["outbox_oldest_pending_age"])
+                # A safety net, normally idle: events queued behind one that finished without waking
+                # them (e.g. finished by a consumer of a version before migration 0007).
+                woken = await conn.fetch(db.queries["outbox_wake"], None)
+                if woken:
+                    log.warning("outbox: woke %d events whose predecessor had finished without waking them",
+                                len(woken))  # fmt: skip
         for s, n in counts.items():
             metrics.OUTBOX_EVENTS.labels(status=s).set(n)
         metrics.OUTBOX_OLDEST_PENDING_AGE.set(oldest or 0.0)
@@ -584,6 +620,17 @@ async def read_counts(conn: db.Connection, *, done: bool = True) -> dict[str, in
     if done:
         counts["done"] = await conn.fetchval(db.queries["outbox_done_count"])
     return counts
+
+
+async def discard_events(conn: db.Connection, ids: Sequence[int]) -> list[int]:
+    """Delete events (never in-flight ones), cutting them out of their records' chains so that the
+    events queued behind them move up; returns the ids deleted."""
+    async with conn.transaction():
+        rows = await conn.fetch(db.queries["outbox_discard"], list(ids))
+        wake = [r["wake"] for r in rows if r["wake"] is not None]
+        if wake:
+            await conn.execute(db.queries["outbox_wake"], wake)
+    return [r["id"] for r in rows]
 
 
 def observe_all(histogram: Histogram, values: Sequence[float]) -> None:
@@ -604,6 +651,49 @@ def observe_all(histogram: Histogram, values: Sequence[float]) -> None:
         if i < len(buckets):
             buckets[i].inc(n)
     total.inc(math.fsum(values))
+
+
+def fold(events: Iterable[Event]) -> tuple[list[Event], dict[int, list[Event]]]:
+    """The events to deliver — heads carrying the merged values of the events folded into them (in id
+    order, the last value of each field wins) — and the folded events by head id."""
+    folded: dict[int, list[Event]] = defaultdict(list)
+    singles: list[Event] = []
+    for e in events:
+        if e.fold_of is None:
+            singles.append(e)
+        else:
+            folded[e.fold_of].append(e)
+    if not folded:
+        return singles, {}
+    heads: list[Event] = []
+    for e in singles:
+        members = folded.get(e.id)
+        if members:
+            members.sort(key=_event_id)
+            payload = dict(e.payload)
+            for m in members:
+                payload.update(m.payload)
+            e = e._replace(payload=payload)
+        heads.append(e)
+    # An event whose head is not among ``events`` (not claimed together) is delivered by itself.
+    known = {e.id for e in singles}
+    for head_id in [h for h in folded if h not in known]:
+        heads += folded.pop(head_id)
+    return heads, folded
+
+
+def spread(outcome: Outcome, members: Iterable[Event]) -> list[Outcome]:
+    """The outcome of a head's call, for each event folded into it."""
+    return [
+        Outcome(
+            m, outcome.status, result_id=outcome.result_id, error=outcome.error, transient=outcome.transient
+        )
+        for m in members
+    ]
+
+
+def _folded_last(o: Outcome) -> bool:
+    return o.event.fold_of is not None
 
 
 def claim_query(batch_size: int) -> str:

@@ -183,26 +183,35 @@ select coalesce(extract(epoch from now() - min(created_at)), 0)::float8
 from syncd.outbox where unfinished and status = 'pending';
 
 -- outbox_claim --
--- One short statement per batch. It first records the outcomes of the events this consumer
--- delivered since its last statement ($3–$9; each kind's ids sorted ascending, so `width_bucket` finds
--- an id's position in its array by binary search), touching only events this consumer still holds:
--- one whose lease ran out and was claimed again is left to its new holder. Then it leases the next
--- batch: claimable events in id order behind a materialization fence, skipping rows other consumers
--- hold. An event waits while an earlier event of the same record (same model and key, or same model
--- and odoo_id) is unfinished, so a record's events are applied in id order and never two at once; a
--- dead event does not block. All parts of the statement see one snapshot, in which the events
--- finished here are still in flight: the ordering checks skip them (`finished`), so the next event
--- of a record can be leased by the statement that finishes its predecessor. The batch size is
--- written into the text (`limit :batch_size`) rather than passed: with a constant LIMIT PostgreSQL
--- keeps one generic plan for the prepared statement instead of planning every batch anew.
--- Returns the leased events, then (when events were done) one row holding the done events'
--- enqueue-to-done seconds.
-with done as (
+-- One short statement per batch; every part sees one snapshot.
+-- 1. Outcomes of the events this consumer delivered since its last statement ($3–$9; each kind's
+--    ids sorted ascending, so `width_bucket` finds an id's position in its array by binary search),
+--    touching only events this consumer still holds: one whose lease ran out and was claimed again
+--    is left to its new holder. A finished event (done or dead: a dead one does not block) wakes the
+--    event queued behind it (`next_id`, read from the row's latest version).
+-- 2. The walk: up to a batch of events that are not waiting (outbox_claimable_idx), in id order,
+--    skipping rows other consumers hold. An expired lease is taken back; one on an event that has
+--    used its attempts ($10) makes it dead instead (its consumer died or hung on it every time).
+-- 3. New events of the walk are placed in their record's chain (see migration 0007): with nothing
+--    of the record in flight or queued, the first is the record's head and is claimed; the others
+--    queue behind it. With a chain, they queue behind its last event, which is locked (SKIP
+--    LOCKED) and must still be unfinished with nothing behind it; otherwise they stay new and the
+--    next claim places them. An event committed after a later one of its record was already
+--    placed waits until the record has nothing in flight.
+-- 4. Each head claimed (from the walk, or woken) takes the events queued behind it of the same kind
+--    along, up to $11 (coalescing: consecutive upserts of one key, writes of one odoo_id).
+-- The batch size is written into the text (`limit :batch_size`) rather than passed: with a
+-- constant LIMIT PostgreSQL keeps one generic plan for the prepared statement.
+-- Returns the claimed events (fold_of: the head an event is folded into), then, when anything was
+-- finished, one row with the done events' enqueue-to-done seconds and the woken events this
+-- snapshot could not see (committed after it started: the caller wakes them in a statement of
+-- its own).
+with recursive done as (
     update syncd.outbox o
     set status = 'done', done_at = now(), result_id = ($4::bigint[])[width_bucket(o.id, $3::bigint[])],
         last_error = null, locked_until = null, locked_by = null
     where o.id = any($3::bigint[]) and o.status = 'inflight' and o.locked_by = $1
-    returning o.id, extract(epoch from o.done_at - o.created_at)::float8 as seconds
+    returning o.id, o.next_id, extract(epoch from o.done_at - o.created_at)::float8 as seconds
 ),
 retry as (
     update syncd.outbox o
@@ -216,41 +225,178 @@ dead as (
     set status = 'dead', last_error = ($9::text[])[width_bucket(o.id, $8::bigint[])],
         locked_until = null, locked_by = null
     where o.id = any($8::bigint[]) and o.status = 'inflight' and o.locked_by = $1
-    returning o.id
-),
-finished as (
-    select id from done union all select id from dead
+    returning o.id, o.next_id
 ),
 candidates as materialized (
-    select o.id
+    select o.id, o.model, o.lane, o.op, o.key, o.odoo_id, o.status, o.attempts, o.next_id,
+           o.locked_by, not o.linked and o.status = 'pending' and o.attempts = 0 as fresh
     from syncd.outbox o
-    where o.unfinished
+    where o.unfinished and not o.waiting
       and ((o.status = 'pending' and o.available_at <= now())
            -- a lease ran out; not one whose outcome this statement writes (in flight until now)
            or (o.status = 'inflight' and o.locked_until < now()
                and o.id <> all($3::bigint[]) and o.id <> all($5::bigint[]) and o.id <> all($8::bigint[])))
-      and (o.key is null or not exists (
-            select 1 from syncd.outbox e
-            where e.unfinished and e.model = o.model and e.key = o.key and e.id < o.id
-              and e.id <> all(array(select id from finished))))
-      and (o.odoo_id is null or not exists (
-            select 1 from syncd.outbox e
-            where e.unfinished and e.model = o.model and e.odoo_id = o.odoo_id and e.id < o.id
-              and e.id <> all(array(select id from finished))))
     order by o.id
     limit :batch_size
     for update of o skip locked
 ),
+lost as (
+    update syncd.outbox o
+    set status = 'dead', leases_lost = o.leases_lost + 1, locked_until = null, locked_by = null,
+        last_error = format('its lease was lost %s times: the consumer delivering it died or hung each'
+                            ' time (last holder %s); dead after %s attempts',
+                            o.leases_lost + 1, o.locked_by, o.attempts)
+    from candidates c
+    where o.id = c.id and c.status = 'inflight' and c.attempts >= $10
+    returning o.id, o.next_id
+),
+finished as (
+    select id, next_id from done
+    union all select id, next_id from dead
+    union all select id, next_id from lost
+),
+woken as materialized (
+    select o.id, o.op, o.key, o.odoo_id, o.next_id,
+           (o.status = 'pending' and o.available_at <= now())
+           or (o.status = 'inflight' and o.locked_until < now()) as claimable
+    from syncd.outbox o
+    where o.id = any(array(select next_id from finished where next_id is not null))
+      and o.id <> all(array(select id from finished))
+      and o.unfinished
+),
+heads as (
+    select c.id, c.op, c.key, c.odoo_id, c.next_id
+    from candidates c
+    where not c.fresh and c.id <> all(array(select id from lost))
+    union all
+    select w.id, w.op, w.key, w.odoo_id, w.next_id from woken w where w.claimable and :batch_size > 0
+),
+folds (head, id, op, key, odoo_id, next_id, depth) as (
+    select h.id, e.id, h.op, h.key, h.odoo_id, e.next_id, 1
+    from heads h
+    join syncd.outbox e on e.id = h.next_id
+    where h.op in ('upsert', 'write') and $11 > 0
+      and e.unfinished and e.waiting and e.op = h.op
+      and (e.status = 'pending' or (e.status = 'inflight' and e.locked_until < now()))
+      and case when h.op = 'upsert' then e.key = h.key else e.odoo_id = h.odoo_id end
+    union all
+    select f.head, e.id, f.op, f.key, f.odoo_id, e.next_id, f.depth + 1
+    from folds f
+    join syncd.outbox e on e.id = f.next_id
+    where f.depth < $11
+      and e.unfinished and e.waiting and e.op = f.op
+      and (e.status = 'pending' or (e.status = 'inflight' and e.locked_until < now()))
+      and case when f.op = 'upsert' then e.key = f.key else e.odoo_id = f.odoo_id end
+),
+groups as (
+    select c.model, c.lane, min(c.id) as first_id, array_agg(c.id order by c.id) as ids
+    from candidates c
+    where c.fresh
+    group by c.model, c.lane
+),
+placed as (
+    select g.first_id, g.ids, lo.id as pred_id, lo.next_id as pred_next, lo.fresh as pred_fresh,
+           coalesce(hi.placed, false) as placed_above
+    from groups g
+    -- the record's nearest earlier unfinished event: normally the last of its chain
+    left join lateral (
+        select e.id, e.next_id, not e.linked and e.status = 'pending' and e.attempts = 0 as fresh
+        from syncd.outbox e
+        where e.unfinished and e.model = g.model and e.lane = g.lane and e.id < g.first_id
+        order by e.id desc
+        limit 1
+    ) lo on true
+    -- with none: the record's next later event outside the group, if it was placed already (the
+    -- group committed after it)
+    left join lateral (
+        select e.linked or e.status = 'inflight' or e.attempts > 0 as placed
+        from syncd.outbox e
+        where lo.id is null
+          and e.unfinished and e.model = g.model and e.lane = g.lane and e.id > g.first_id
+          and e.id <> all(g.ids)
+        order by e.id
+        limit 1
+    ) hi on true
+),
+decided as (
+    select p.first_id, p.ids, p.pred_id,
+           case
+               when p.pred_id is null then case when p.placed_above then 'wait' else 'head' end
+               -- another consumer is placing it, or the chain has moved on: the next claim places these
+               when p.pred_fresh or p.pred_next is not null then 'wait'
+               -- the chain's last event changes in this statement: the next claim places these
+               when p.pred_id = any($3::bigint[]) or p.pred_id = any($5::bigint[])
+                    or p.pred_id = any($8::bigint[]) then 'wait'
+               when p.pred_id in (select id from lost) or p.pred_id in (select id from woken)
+                    or p.pred_id in (select id from folds) then 'wait'
+               when p.pred_id in (select id from candidates) then
+                   case when (select c.next_id from candidates c where c.id = p.pred_id) is null
+                        then 'behind_walked' else 'wait' end
+               else 'behind'
+           end as how
+    from placed p
+),
+pred_locks as (
+    select e.id
+    from syncd.outbox e
+    where e.id = any(array(select pred_id from decided where how = 'behind'))
+      and e.unfinished and e.next_id is null
+    for update of e skip locked
+),
+behind as (
+    update syncd.outbox e
+    set next_id = d.first_id, linked = true
+    from decided d
+    where d.how = 'behind' and e.id = d.pred_id and e.id in (select id from pred_locks)
+    returning d.first_id
+),
+plan as (
+    -- walked events that were placed before: claimed (a group of new events may queue behind one)
+    select c.id, true as claim, false as waiting, d.first_id is not null as link, d.first_id as next_id,
+           null::bigint as fold_of, c.locked_by as prev_holder
+    from candidates c
+    left join decided d on d.how = 'behind_walked' and d.pred_id = c.id
+    where not c.fresh and c.id <> all(array(select id from lost))
+    union all
+    -- woken by their predecessor's end: claimed when due
+    select w.id, w.claimable and :batch_size > 0, false, false, null, null, null from woken w
+    union all
+    -- folded into their head's call
+    select f.id, true, true, false, null, f.head, null from folds f
+    union all
+    -- new events: a record's first is its head, the others queue behind it
+    select x.id, d.how = 'head' and x.pos = 1, not (d.how = 'head' and x.pos = 1),
+           d.how <> 'head' or cardinality(d.ids) > 1, d.ids[x.pos + 1], null, null
+    from decided d
+    cross join lateral unnest(d.ids) with ordinality as x(id, pos)
+    where d.how in ('head', 'behind_walked') or d.first_id in (select first_id from behind)
+),
 claimed as (
     update syncd.outbox o
-    set status = 'inflight', attempts = o.attempts + 1, locked_by = $1,
-        locked_until = now() + make_interval(secs => $2)
-    where o.id = any(array(select id from candidates))
-    returning o.id, o.model, o.op, o.key, o.odoo_id, o.payload::text as payload, o.attempts
+    set status = case when p.claim then 'inflight' else o.status end,
+        attempts = o.attempts + case when p.claim then 1 else 0 end,
+        leases_lost = o.leases_lost + case when p.claim and o.status = 'inflight' then 1 else 0 end,
+        locked_by = case when p.claim then $1 else o.locked_by end,
+        locked_until = case when p.claim then now() + make_interval(secs => $2) else o.locked_until end,
+        waiting = p.waiting,
+        linked = o.linked or p.link,
+        next_id = coalesce(p.next_id, o.next_id)
+    from (select distinct on (id) * from plan order by id, claim desc) p
+    where o.id = p.id and o.unfinished
+    returning o.id, o.model, o.op, o.key, o.odoo_id, o.payload::text as payload, o.attempts, p.claim,
+              p.fold_of, p.prev_holder
 )
-select id, model, op, key, odoo_id, payload, attempts, null::float8[] as done_seconds from claimed
+select id, model, op, key, odoo_id, payload, attempts, fold_of, prev_holder,
+       null::float8[] as done_seconds, null::bigint[] as unseen
+from claimed
+where claim
 union all
-select null, null, null, null, null, null, null, array_agg(seconds) from done having count(*) > 0;
+select null, null, null, null, null, null, null, null, null,
+       (select array_agg(seconds) from done),
+       array(select f.next_id from finished f
+             where f.next_id is not null and f.next_id <> all(array(select id from finished))
+               and f.next_id not in (select id from claimed))
+where exists (select from finished);
 
 -- outbox_extend_lease --
 update syncd.outbox set locked_until = now() + make_interval(secs => $3)
@@ -278,15 +424,52 @@ order by id desc
 limit $2;
 
 -- outbox_retry --
--- Operator redrive: dead events (all, or the given ids) become pending again with fresh attempts.
+-- Operator redrive: dead events (all, or the given ids) become pending again with fresh attempts,
+-- as new events: the next claim places them behind what their record has queued now.
 update syncd.outbox
-set status = 'pending', attempts = 0, available_at = now(), last_error = null
+set status = 'pending', attempts = 0, leases_lost = 0, available_at = now(), last_error = null,
+    waiting = false, linked = false, next_id = null
 where not unfinished and done_at is null and status = 'dead'  -- outbox_dead_idx
   and ($1::bigint[] is null or id = any($1::bigint[]))
 returning id;
 
 -- outbox_discard --
-delete from syncd.outbox where id = any($1::bigint[]) and status <> 'inflight' returning id;
+-- Delete events (never in-flight ones). An event that others queue behind is cut out of its
+-- record's chain: whatever pointed at it points at the first event after it that stays. Returns
+-- the ids deleted and (as `wake`) the events that lost their predecessor: outbox_wake wakes the
+-- ones that nothing unfinished is queued in front of any more.
+with recursive gone as (
+    delete from syncd.outbox where id = any($1::bigint[]) and status <> 'inflight'
+    returning id, next_id
+),
+after (id, next_id) as (
+    select g.id, g.next_id from gone g
+    union all
+    select a.id, g.next_id from after a join gone g on g.id = a.next_id
+),
+survivor as (
+    select id, next_id from after
+    where next_id is null or next_id <> all(array(select id from gone))
+),
+relinked as (
+    update syncd.outbox p set next_id = s.next_id
+    from survivor s
+    where p.next_id = s.id and p.id <> all(array(select id from gone))
+)
+select g.id, s.next_id as wake
+from gone g join survivor s on s.id = g.id;
+
+-- outbox_wake --
+-- Wake waiting events (the given ones, or all: housekeeping) that no unfinished event points at
+-- any more: their predecessor finished in a statement that could not see them (its snapshot
+-- began before they were queued behind it), was discarded, or was finished by a consumer of a
+-- version before migration 0007.
+update syncd.outbox s
+set waiting = false
+where s.unfinished and s.waiting
+  and ($1::bigint[] is null or s.id = any($1::bigint[]))
+  and not exists (select from syncd.outbox p where p.next_id = s.id and p.unfinished)
+returning s.id;
 
 -- cdc_mark_origin --
 -- Transaction-local, so it works through transaction-mode poolers. Users' triggers on mirror

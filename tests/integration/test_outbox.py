@@ -120,7 +120,7 @@ async def test_poison_events_die_alone_with_readable_errors(r: Rig) -> None:
 
 
 async def test_events_of_one_record_apply_in_order(r: Rig) -> None:
-    consumer = r.consumer(batch_size=10)
+    consumer = r.consumer(batch_size=10, fold_max_events=1)  # every value sent (folds: test_outbox_chains.py)
     for i in range(1, 51):
         await r.enqueue("res.partner", "upsert", "hot", {"name": f"v{i}"})
         await r.enqueue("res.partner", "upsert", f"other-{i}", {"name": f"o{i}"})

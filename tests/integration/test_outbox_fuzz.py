@@ -466,7 +466,8 @@ class Env:
 
     def consumer(self, name: str = "fuzz", **outbox: Any) -> OutboxConsumer:
         # one attempt: a transient failure (there should be none) ends dead instead of waiting
-        update = {"max_attempts": 1, **outbox}
+        # and no folding: the oracle judges each event by its own payload (folds: test_outbox_fold.py)
+        update = {"max_attempts": 1, "fold_max_events": 1, **outbox}
         settings = self.settings.model_copy(update={"outbox": self.settings.outbox.model_copy(update=update)})
         return OutboxConsumer(settings, self.odoo, self.pool, self.dsn, name)
 
