@@ -357,7 +357,7 @@ def report_shapes(todo: list[Shape], drains: list[Drain], quick: bool, limit: fl
     for shape, d in zip(todo, drains, strict=True):
         worst = d.worst(base_ms)
         if d.stopped or not worst <= TARGET_CLAIM_FACTOR:
-            missed_claim.append(f"{d.label} ({worst:.1f}×{', stopped' if d.stopped else ''})")
+            missed_claim.append(f"{d.label} ({worst:.2f}×{', stopped' if d.stopped else ''})")
         note = (
             f"{d.stopped}, {d.finished:,} of {d.events:,} events"
             if d.stopped
