@@ -7,6 +7,8 @@ built and the server listens, one JSON line goes to stdout::
 
 It serves until SIGTERM/SIGINT or until its stdin is closed (the benchmark died). Writes during the
 benchmark (the incremental test) go through the fake's ordinary JSON-2 API with the API key ``admin``.
+``GET /bench/calls`` answers how many calls the fake has received so far, by ``model.method`` (or the
+bare method for calls without a model), counted from its request log (``FakeOdoo.calls``).
 """
 
 from __future__ import annotations
@@ -19,8 +21,12 @@ import signal
 import subprocess
 import sys
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+import aiohttp
+from aiohttp import web
 
 from bench.model import build_fake
 from syncd.testing import FakeOdooServer, parse_listen
@@ -59,6 +65,12 @@ class FakeProcess:
     def pid(self) -> int:
         return self.proc.pid
 
+    async def calls(self) -> Counter[str]:
+        """The calls the fake has received so far, by ``model.method`` (see :class:`BenchServer`)."""
+        async with aiohttp.ClientSession() as session, session.get(f"{self.url}/bench/calls") as response:
+            response.raise_for_status()
+            return Counter({str(k): int(v) for k, v in (await response.json()).items()})
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -67,6 +79,22 @@ class FakeProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
+class BenchServer(FakeOdooServer):
+    """The fake Odoo plus ``GET /bench/calls``: the calls received so far, by ``model.method``."""
+
+    def app(self) -> web.Application:
+        app = super().app()
+        app.router.add_get("/bench/calls", self._calls)
+        return app
+
+    async def _calls(self, _request: web.Request) -> web.Response:
+        counts = Counter(f"{c.model}.{c.method}" if c.model else c.method for c in self.fake.calls)
+        return web.json_response(dict(counts))
 
 
 async def serve(records: int, listen: str) -> None:
@@ -82,7 +110,7 @@ async def serve(records: int, listen: str) -> None:
         loop.call_soon_threadsafe(stop.set)
 
     threading.Thread(target=watch_stdin, daemon=True).start()
-    async with FakeOdooServer(fake, host, port) as server:
+    async with BenchServer(fake, host, port) as server:
         print(
             json.dumps({"url": server.url, "records": records, "build_seconds": round(seconds, 2)}),
             flush=True,
