@@ -14,12 +14,15 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncd import __version__, db
 from syncd.config import Settings, load_config
 from syncd.errors import ConfigError, DatabaseUnavailable, SchemaError, SyncdError
 from syncd.logs import setup_logging
+
+if TYPE_CHECKING:
+    from syncd.outbox.redrive import Superseded
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -85,10 +88,22 @@ def build_parser() -> argparse.ArgumentParser:
     _common_flags(q, top=False)
     q.add_argument("--status", choices=["pending", "inflight", "done", "dead"])
     q.add_argument("--limit", type=int, default=50)
-    q = osub.add_parser("retry", help="make dead events pending again")
+    q = osub.add_parser(
+        "retry",
+        help="make dead events pending again",
+        description="Make dead events pending again (attempts reset). A dead event is refused (left "
+        "dead, exit 1) when a later event of the same record has been applied or is being applied: "
+        "retrying it would set the record back to older values.",
+    )
     _common_flags(q, top=False)
     q.add_argument("ids", nargs="*", type=int)
     q.add_argument("--all-dead", action="store_true")
+    q.add_argument(
+        "--force",
+        action="store_true",
+        help="retry them even when a later event of the same record was applied: their older values "
+        "then overwrite what that later event set",
+    )
     q = osub.add_parser("discard", help="drop events")
     _common_flags(q, top=False)
     q.add_argument("ids", nargs="+", type=int)
@@ -363,13 +378,7 @@ async def _outbox(settings: Settings, args: argparse.Namespace) -> int:
                 if args.outbox_command == "retry":
                     if not args.ids and not args.all_dead:
                         raise ConfigError("syncd outbox retry: give event ids or --all-dead")
-                    ids = None if args.all_dead else args.ids
-                    done = await conn.fetch(db.queries["outbox_retry"], ids)
-                    print(f"{len(done)} dead events made pending again")
-                    missing = sorted(set(args.ids or []) - {r["id"] for r in done})
-                    if missing:
-                        print(f"not dead (or unknown), left alone: {', '.join(map(str, missing))}")
-                    return EXIT_OK
+                    return await _outbox_retry(conn, None if args.all_dead else args.ids, force=args.force)
                 gone = await discard_events(conn, args.ids)
                 print(f"{len(gone)} events discarded")
                 kept = sorted(set(args.ids) - set(gone))
@@ -378,6 +387,47 @@ async def _outbox(settings: Settings, args: argparse.Namespace) -> int:
                 return EXIT_OK
         finally:
             await conn.close()
+
+
+async def _outbox_retry(conn: db.Connection, ids: list[int] | None, *, force: bool) -> int:
+    """``syncd outbox retry``: exit 1 when a dead event was refused (see syncd.outbox.redrive)."""
+    from syncd.outbox.redrive import retry_dead
+
+    result = await retry_dead(conn, ids, force=force)
+    print(f"{len(result.retried)} dead events made pending again")
+    for s in result.forced:
+        print(
+            f"forced {s.id} ({s.model} {s.target}): its values overwrite what later events applied: "
+            + _later_events(s)
+        )
+    for s in result.refused:
+        print(f"refused {s.id} ({s.model} {s.target}): later events of this record: {_later_events(s)}")
+    handled = set(result.retried) | {s.id for s in result.refused}
+    missing = sorted(set(ids or []) - handled)
+    if missing:
+        print(f"not dead (or unknown), left alone: {', '.join(map(str, missing))}")
+    if not result.refused:
+        return EXIT_OK
+    refused = " ".join(str(s.id) for s in result.refused)
+    print(
+        f"{len(result.refused)} dead events left dead: retrying them would set their records back to "
+        "values that the later events above replaced. Check the record in Odoo, then either "
+        f"`syncd outbox discard {refused}` (and enqueue a new event for any value still missing), or "
+        f"`syncd outbox retry --force {refused}` to apply the older values anyway."
+    )
+    return EXIT_FAILED
+
+
+def _later_events(s: Superseded, limit: int = 5) -> str:
+    """``14 upsert done 2026-01-31 10:00:03+00:00, 15 write in flight`` (the first ``limit``)."""
+    parts = [
+        f"{e.id} {e.op} "
+        + (f"done {e.done_at.isoformat(sep=' ', timespec='seconds')}" if e.done_at else "in flight")
+        for e in s.later[:limit]
+    ]
+    if len(s.later) > limit:
+        parts.append(f"and {len(s.later) - limit} more")
+    return ", ".join(parts)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

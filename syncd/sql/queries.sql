@@ -426,12 +426,50 @@ limit $2;
 -- outbox_retry --
 -- Operator redrive: dead events (all, or the given ids) become pending again with fresh attempts,
 -- as new events: the next claim places them behind what their record has queued now.
+-- `syncd outbox retry` passes only the ids that outbox_retry_later_applied cleared (or, with
+-- --force, every id it checked), in the same transaction (syncd.outbox.redrive).
 update syncd.outbox
 set status = 'pending', attempts = 0, leases_lost = 0, available_at = now(), last_error = null,
     waiting = false, linked = false, next_id = null
 where not unfinished and done_at is null and status = 'dead'  -- outbox_dead_idx
   and ($1::bigint[] is null or id = any($1::bigint[]))
 returning id;
+
+-- outbox_retry_later_applied --
+-- Before a redrive (`syncd outbox retry`): the dead events among $1 (every dead event when NULL),
+-- each with the later events of its record (a higher id, same model and key or same model and
+-- odoo_id, as the claim orders them) that were applied (done) or are being applied (inflight).
+-- Retrying such a dead event would set the record back to the values those later events replaced.
+-- One row per dead event and later event, in id order; later_id is NULL for a dead event with none.
+-- Done events are in no index by record (they leave the `unfinished` indexes), so the events after
+-- the oldest of these dead events are read once, in id order through the primary key, each checked
+-- against hashes of the dead events' records: one pass for the whole set, never one per dead event
+-- (a join on `e.id > d.id` lets PostgreSQL plan exactly that: a range scan of the table per id).
+with dead as materialized (
+    select id, model, key, odoo_id
+    from syncd.outbox
+    where not unfinished and done_at is null and status = 'dead'  -- outbox_dead_idx
+      and ($1::bigint[] is null or id = any($1::bigint[]))
+),
+later as materialized (
+    select e.id, e.model, e.key, e.odoo_id, e.op, e.status, e.done_at
+    from syncd.outbox e
+    where e.id > (select min(id) from dead)
+      and e.status in ('done', 'inflight')
+      and ((e.model, e.key) in (select model, key from dead)
+           or (e.model, e.odoo_id) in (select model, odoo_id from dead))
+),
+pairs as (
+    select d.id as dead_id, l.id, l.op, l.status, l.done_at
+    from dead d join later l on l.model = d.model and l.key = d.key and l.id > d.id
+    union
+    select d.id, l.id, l.op, l.status, l.done_at
+    from dead d join later l on l.model = d.model and l.odoo_id = d.odoo_id and l.id > d.id
+)
+select d.id, d.model, d.key, d.odoo_id, p.id as later_id, p.op as later_op, p.status as later_status,
+       p.done_at as later_done_at
+from dead d left join pairs p on p.dead_id = d.id
+order by d.id, p.id;
 
 -- outbox_discard --
 -- Delete events (never in-flight ones). An event that others queue behind is cut out of its
