@@ -43,7 +43,7 @@ from syncd.errors import (
     OdooTransientError,
     SyncdError,
 )
-from syncd.odoo import OdooClient
+from syncd.odoo import OdooClient, classify_load_message
 from syncd.outbox import convert, xmlid
 from syncd.outbox.policy import RetryStrategy
 
@@ -426,7 +426,8 @@ class OutboxConsumer:
         self, model: str, header: list[str], rows: list[tuple[Event, list[str]]]
     ) -> list[Outcome]:
         """One ``load()``; on in-band row errors the bad rows are split off (by the rows Odoo names,
-        else by halving) so that the good rows still land."""
+        else by halving) so that the good rows still land. A row (or the whole load) that failed on a
+        conflict with a concurrent transaction is retried later, like the same conflict raised."""
         module = self.cfg.xmlid_module
         data = [[xmlid.external_id(module, model, e.key or ""), *cells] for e, cells in rows]
         try:
@@ -439,13 +440,28 @@ class OutboxConsumer:
             return await self._split(model, header, rows, set())
         if result.ok and result.ids is not None:
             return [Outcome(e, "done", result_id=rid) for (e, _), rid in zip(rows, result.ids, strict=True)]
+        bad: set[int] = set()
+        conflicts: dict[int, OdooError] = {}
+        for message in result.errors:
+            error = classify_load_message(message, model=model)
+            span = message.get("rows") or {}
+            if not (isinstance(span.get("from"), int) and isinstance(span.get("to"), int)):
+                if error.transient:  # the load as a whole: not the rows' fault, no splitting
+                    return [_failed(e, error) for e, _ in rows]
+                continue
+            named = range(span["from"], span["to"] + 1)
+            if error.transient:
+                conflicts.update((i, error) for i in named if 0 <= i < len(rows))
+            else:
+                bad.update(named)
+        conflicts = {i: error for i, error in conflicts.items() if i not in bad}
+        if conflicts:
+            # Those rows wait for a retry; the others were rolled back with them and go again now.
+            rest = [r for i, r in enumerate(rows) if i not in conflicts]
+            retried = [_failed(rows[i][0], error) for i, error in sorted(conflicts.items())]
+            return retried + (await self._load(model, header, rest) if rest else [])
         if len(rows) == 1:
             return [Outcome(rows[0][0], "dead", error=_load_error(result.errors or result.messages))]
-        bad: set[int] = set()
-        for message in result.errors:
-            span = message.get("rows") or {}
-            if isinstance(span.get("from"), int) and isinstance(span.get("to"), int):
-                bad.update(range(span["from"], span["to"] + 1))
         return await self._split(model, header, rows, bad, result.errors)
 
     async def _split(

@@ -18,6 +18,7 @@ from syncd.odoo import OdooClient
 from syncd.outbox.consumer import Event, OutboxConsumer, Outcome
 from syncd.outbox.xmlid import external_id
 from syncd.testing import FakeOdoo
+from syncd.testing.faults import DEADLOCK_TEXT, LOCK_TIMEOUT_TEXT, SERIALIZATION_TEXT
 from tests.integration.outbox_support import outbox_env
 
 pytestmark = pytest.mark.integration
@@ -232,3 +233,40 @@ async def test_a_refused_login_holds_events_back_instead_of_dead_lettering_them(
     await consumer.drain()
     assert {(await r.event(i))["status"] for i in ids} == {"done"}
     assert len(r.named("auth 11")) == 1
+
+
+@pytest.mark.parametrize("text", [SERIALIZATION_TEXT, DEADLOCK_TEXT, LOCK_TIMEOUT_TEXT])
+async def test_a_conflict_that_load_reports_in_band_is_retried_not_dead(r: Rig, text: str) -> None:
+    """Another client writing the same record: Odoo's load() answers normally with ``ids: false`` and
+    PostgreSQL's conflict text for that row. The row is retried later (transient), not dead-lettered;
+    the rows rolled back with it go again at once, without splitting the batch row by row."""
+    ids = [await r.enqueue(f"conc-{i}", {"name": f"conc {i}"}) for i in range(3)]
+    consumer = r.consumer(batch_size=10)
+    r.fake.faults.load_conflict_next(1, message=text, row=1)
+    report = await consumer.drain()
+    assert (report.done, report.retried, report.dead) == (2, 1, 0)
+    row = await r.event(ids[1])
+    assert (row["status"], row["attempts"]) == ("pending", 1)
+    assert text.strip() in row["last_error"]
+    assert [c.fault for c in r.fake.calls if c.method == "load"] == ["load_conflict", None]
+
+    await r.pool.execute("update syncd.outbox set available_at = now() where status = 'pending'")
+    report = await consumer.drain()
+    assert (report.done, report.dead) == (1, 0)
+    rows = [await r.event(i) for i in ids]
+    assert [(x["status"], x["attempts"]) for x in rows] == [("done", 1), ("done", 2), ("done", 1)]
+    assert all(len(r.named(f"conc {i}")) == 1 for i in range(3))
+
+
+async def test_a_lone_upsert_that_load_reports_a_conflict_for_is_retried(r: Rig) -> None:
+    """The same with one row in the load (no neighbour to blame): still transient."""
+    event = await r.enqueue("alone", {"name": "alone"})
+    consumer = r.consumer()
+    r.fake.faults.load_conflict_next(1)
+    report = await consumer.drain()
+    assert (report.done, report.retried, report.dead) == (0, 1, 0)
+    await r.pool.execute("update syncd.outbox set available_at = now()")
+    report = await consumer.drain()
+    assert (report.done, report.retried, report.dead) == (1, 0, 0)
+    row = await r.event(event)
+    assert (row["status"], row["attempts"]) == ("done", 2)
