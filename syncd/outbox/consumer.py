@@ -110,6 +110,10 @@ class OutboxConsumer:
         self._fields: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
         self._wake = asyncio.Event()
         self._pause = 0.0
+        #: Set by ``odoo_is_back()``: ends the pause after failed batches at once.
+        self._odoo_back = asyncio.Event()
+        #: When the batches started failing as a whole (monotonic), for the log line once one lands.
+        self._failing_since: float | None = None
         #: Claimed and not yet recorded (delivering, or delivered and waiting to be written).
         self._held: set[int] = set()
         #: Outcomes of delivered events, written by the next statement (see ``claim``).
@@ -191,19 +195,33 @@ class OutboxConsumer:
                 with contextlib.suppress(Exception):
                     await listener.close()
 
+    def odoo_is_back(self) -> None:
+        """Odoo answers again (the daemon calls this when its health probe sees Odoo come back): a
+        pause after failed batches ends at once instead of running its course (up to
+        MAX_CONSUMER_BACKOFF)."""
+        self._odoo_back.set()
+        self._wake.set()  # also when it waits for events between two pauses
+
     async def _pause_writing_outcomes(self, stop: asyncio.Event) -> None:
         """The consumer's own pause after batches that failed as a whole; outcomes of batches that
-        finish meanwhile are written at once, not after it."""
+        finish meanwhile are written at once, not after it. It ends early when Odoo is back
+        (``odoo_is_back``) or a batch delivered meanwhile."""
         loop = asyncio.get_running_loop()
         until = loop.time() + self._pause
         while not stop.is_set():
+            if self._odoo_back.is_set():
+                # Odoo answers: the backoff starts afresh (a batch that fails again pauses briefly)
+                self._odoo_back.clear()
+                self._pause = 0.0
+                log.debug("outbox: Odoo answers again; the pause ends")
+                return
             self._outcomes_ready.clear()
             await self._flush_quietly()  # outcomes it could not write wait for the next attempt
             left = until - loop.time()
-            if left <= 0:
-                return
-            await wait_any(stop, self._outcomes_ready, seconds=left)
-            if not self._outcomes_ready.is_set():
+            if left <= 0 or not self._pause:
+                return  # the pause is over, or a batch landed meanwhile
+            await wait_any(stop, self._outcomes_ready, self._odoo_back, seconds=left)
+            if not (self._outcomes_ready.is_set() or self._odoo_back.is_set()):
                 return  # the pause is over (or stop): the next claim carries what is left
 
     async def drain(self) -> DrainReport:
@@ -355,6 +373,9 @@ class OutboxConsumer:
         failed_transiently = [o for o in outcomes if o.status == "retry"]
         if failed_transiently and len(failed_transiently) == len(outcomes):
             self._pause = min(max(self._pause * 2, self.cfg.poll_interval_seconds), MAX_CONSUMER_BACKOFF)
+            self._odoo_back.clear()  # only Odoo seen back after this failure ends the pause
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
             log.warning(
                 "outbox: Odoo failed a whole batch (%s); pausing %.1f s",
                 failed_transiently[0].error,
@@ -362,6 +383,9 @@ class OutboxConsumer:
             )
         else:
             self._pause = 0.0
+            if self._failing_since is not None:
+                log.info("outbox: delivery resumed after %.0f s", time.monotonic() - self._failing_since)
+                self._failing_since = None
         return outcomes
 
     async def _keep_leases(self, ids: list[int]) -> None:

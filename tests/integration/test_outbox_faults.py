@@ -5,6 +5,7 @@ timed out on the client but committed in Odoo later."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,10 +13,12 @@ import asyncpg
 import pytest
 
 from syncd.config import Settings
+from syncd.daemon import run_outbox
 from syncd.embedded import free_port
 from syncd.errors import DatabaseUnavailable
+from syncd.health import Health, HealthMonitor
 from syncd.odoo import OdooClient
-from syncd.outbox.consumer import Event, OutboxConsumer, Outcome
+from syncd.outbox.consumer import MAX_CONSUMER_BACKOFF, Event, OutboxConsumer, Outcome
 from syncd.outbox.xmlid import external_id
 from syncd.testing import FakeOdoo
 from syncd.testing.faults import DEADLOCK_TEXT, LOCK_TIMEOUT_TEXT, SERIALIZATION_TEXT
@@ -270,3 +273,48 @@ async def test_a_lone_upsert_that_load_reports_a_conflict_for_is_retried(r: Rig)
     assert (report.done, report.retried, report.dead) == (1, 0, 0)
     row = await r.event(event)
     assert (row["status"], row["attempts"]) == ("done", 2)
+
+
+async def test_delivery_resumes_when_the_probe_sees_odoo_back_not_after_the_pause(
+    r: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Odoo away (every call 503): the consumer's batch fails and it pauses (here 30 s, the longest
+    pause). When the daemon's health probe sees Odoo answer again, the wiring of ``syncd run``
+    (``run_outbox``) ends the pause at once: the event lands well before the pause would have ended,
+    and one line says that delivery resumed."""
+    caplog.set_level(logging.INFO, logger="syncd.outbox")
+    pause = MAX_CONSUMER_BACKOFF
+    consumer = r.consumer(poll_interval_seconds=pause)  # the first failed batch pauses this long
+    recorded: asyncio.Queue[list[Outcome]] = asyncio.Queue()
+    consumer.on_recorded = recorded.put_nowait
+    health = Health()
+    monitor = HealthMonitor(health, r.pool, r.odoo, interval=60, timeout=5)
+    r.fake.faults.fail_next(1_000_000, status=503)
+    await monitor.probe_odoo()
+    assert health.checks["odoo"].ok is False
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_outbox(consumer, health, stop))
+    try:
+        event = await r.enqueue("resume", {"name": "after the restart"})  # NOTIFY wakes the consumer
+        outcomes = await asyncio.wait_for(recorded.get(), timeout=10)
+        assert [(o.event.id, o.status) for o in outcomes] == [(event, "retry")]
+        assert consumer._pause == pause  # the whole batch failed: pausing
+
+        # the event's own backoff is over (only the consumer's pause is under test)
+        await r.pool.execute("update syncd.outbox set available_at = now()")
+        r.fake.faults.clear()  # Odoo is back
+        loop = asyncio.get_running_loop()
+        back = loop.time()
+        await monitor.probe_odoo()
+        assert health.checks["odoo"].ok is True
+        outcomes = await asyncio.wait_for(recorded.get(), timeout=pause / 3)
+        assert [(o.event.id, o.status) for o in outcomes] == [(event, "done")]
+        assert loop.time() - back < pause / 3
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+    assert len(r.named("after the restart")) == 1
+    resumed = [rec.getMessage() for rec in caplog.records if "delivery resumed after" in rec.getMessage()]
+    assert len(resumed) == 1, resumed
+    assert health._when_back["odoo"] == []  # the consumer stopped listening when it ended
