@@ -43,6 +43,7 @@ from syncd.odoo.classify import (
     classify,
     classify_exception,
     classify_load_message,
+    may_land_later,
     parse_retry_after,
     proves_not_executed,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "classify_exception",
     "classify_load_message",
     "is_idempotent",
+    "may_land_later",
     "parse_retry_after",
     "proves_not_executed",
 ]

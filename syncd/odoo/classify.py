@@ -330,6 +330,23 @@ def classify_load_message(
     return OdooValidationError(f"load() rejected the row: {where}{text}", **kw)
 
 
+def may_land_later(error: BaseException) -> bool:
+    """True when Odoo may still carry out a call that failed with ``error``: the request went out and
+    no answer came back, so it may be running (or waiting for a worker) and commit later, until
+    Odoo's ``limit_time_real`` kills it.
+
+    - syncd's own timeout (no answer within ``odoo.timeout_seconds``; not ``QueryCanceled``, which
+      is Odoo's answer that the statement was cancelled);
+    - a connection dropped after it was opened (the request may have been sent);
+    - HTTP 504 (a proxy gave up waiting while Odoo may still be working on it).
+    """
+    if isinstance(error, OdooTimeoutError):
+        return error.name is None and error.status is None
+    if isinstance(error, OdooConnectionError):
+        return not isinstance(error, OdooConnectFailedError)
+    return isinstance(error, OdooServerUnavailableError) and error.status == 504
+
+
 def proves_not_executed(error: BaseException) -> bool:
     """True when ``error`` shows that Odoo did not carry out the call, so repeating it cannot duplicate.
 

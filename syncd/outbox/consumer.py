@@ -43,7 +43,7 @@ from syncd.errors import (
     OdooTransientError,
     SyncdError,
 )
-from syncd.odoo import OdooClient, classify_load_message
+from syncd.odoo import OdooClient, classify_load_message, may_land_later
 from syncd.outbox import convert, xmlid
 from syncd.outbox.policy import RetryStrategy
 
@@ -81,6 +81,8 @@ class Outcome:
     transient: bool = False
     #: Seconds until a retry (set when the outcome is recorded).
     delay: float | None = None
+    #: The call got no answer and Odoo may still carry it out (see ``outbox.timeout_fence_seconds``).
+    may_land_later: bool = False
 
 
 @dataclass
@@ -541,7 +543,8 @@ class OutboxConsumer:
     # ----------------------------------------------------------------------------------- record
     def record(self, outcomes: Iterable[Outcome]) -> None:
         """Queue outcomes for the consumer's next statement (a claim, or ``flush``). A transient
-        failure becomes a retry after the policy's delay, or dead once the attempts are used up."""
+        failure becomes a retry after the policy's delay (at least ``outbox.timeout_fence_seconds``
+        after a call that got no answer), or dead once the attempts are used up."""
         for o in outcomes:
             if o.status == "retry":
                 decision = self.strategy.decide(attempts=o.event.attempts, transient=True)
@@ -550,6 +553,10 @@ class OutboxConsumer:
                     o.error = f"gave up after {o.event.attempts} attempts: {o.error}"
                 else:
                     o.delay = decision.delay_seconds
+                    if o.may_land_later and o.delay < self.cfg.timeout_fence_seconds:
+                        # Not before the request that got no answer can no longer land: the retry, and
+                        # the record's later events behind it, would otherwise be overwritten by it.
+                        o.delay = self.cfg.timeout_fence_seconds
             self._outcomes.append(o)
         self._outcomes_ready.set()
 
@@ -667,7 +674,7 @@ def _failed(e: Event, err: OdooError) -> Outcome:
     # and the alerts say what is wrong. Dead-lettering would turn a credentials mistake into a
     # manual redrive of everything queued meanwhile.
     if err.transient or isinstance(err, OdooAuthenticationError):
-        return Outcome(e, "retry", error=str(err), transient=True)
+        return Outcome(e, "retry", error=str(err), transient=True, may_land_later=may_land_later(err))
     return Outcome(e, "dead", error=str(err))
 
 

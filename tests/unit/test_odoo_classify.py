@@ -15,6 +15,7 @@ from syncd.odoo import (
     classify,
     classify_exception,
     classify_load_message,
+    may_land_later,
     parse_retry_after,
     proves_not_executed,
 )
@@ -490,3 +491,19 @@ def test_a_refused_row_reported_in_band_by_load_is_permanent(message: dict[str, 
     assert not err.transient
     if message.get("field"):
         assert repr(message["field"]) in str(err)
+
+
+def test_may_land_later() -> None:
+    """A call that went out and got no answer may still be carried out by Odoo (the outbox then
+    holds the record's events back for ``outbox.timeout_fence_seconds``); a refusal, or Odoo's own
+    answer that the call failed, may not."""
+    assert may_land_later(classify_exception(TimeoutError(), timeout=30))
+    assert may_land_later(classify_exception(aiohttp.ServerDisconnectedError()))
+    assert may_land_later(classify_exception(aiohttp.ClientPayloadError("Response payload is not completed")))
+    assert may_land_later(classify(504, "gateway timeout"))
+    assert not may_land_later(classify_exception(connector_error(ConnectionRefusedError(111, "refused"))))
+    assert not may_land_later(classify(503, "maintenance"))
+    assert not may_land_later(classify(429, "slow down"))
+    assert not may_land_later(classify(500, flat("psycopg2.errors.SerializationFailure", SERIALIZATION)))
+    assert not may_land_later(classify(200, envelope("psycopg2.errors.QueryCanceled", "canceling statement")))
+    assert not may_land_later(classify(422, flat("odoo.exceptions.ValidationError", "bad")))
