@@ -225,6 +225,10 @@ class OutboxSettings(_Section):
     fold_max_events: int = Field(default=100, ge=1, le=10_000)
     backoff_base_seconds: PositiveSeconds = 1.0
     backoff_max_seconds: PositiveSeconds = 600.0
+    #: After a call that got no answer (timeout, connection dropped after sending), its events are
+    #: retried no sooner than this: Odoo may still carry the request out until its limit_time_real
+    #: (120 s by default) kills it, and a later event of the same record must not land before it.
+    timeout_fence_seconds: float = Field(default=120.0, ge=0, allow_inf_nan=False)
     retention_days: float = Field(default=7.0, ge=0, allow_inf_nan=False)
     #: Module part of the external ids syncd gives to records it creates (``syncd.<model>__k_<key>`` or ``__h_<hash>``).
     xmlid_module: str = "syncd"

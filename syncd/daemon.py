@@ -239,9 +239,21 @@ def _start_workers(settings: Settings, res: Resources, health: Health, superviso
     if settings.outbox.enabled:
 
         async def outbox(stop: asyncio.Event) -> None:
-            await OutboxConsumer(settings, res.odoo, res.pool, res.dsn, run_holder(settings)).run(stop)
+            consumer = OutboxConsumer(settings, res.odoo, res.pool, res.dsn, run_holder(settings))
+            await run_outbox(consumer, health, stop)
 
         supervisor.start(Component("outbox", outbox))
+
+
+async def run_outbox(consumer: OutboxConsumer, health: Health, stop: asyncio.Event) -> None:
+    """Run the outbox consumer until ``stop``. When the health probe sees Odoo answer again after
+    failing, the consumer's pause after failed batches ends at once: delivery resumes within a probe
+    interval of Odoo's return rather than after the pause (up to 30 s)."""
+    stop_watching = health.when_back("odoo", consumer.odoo_is_back)
+    try:
+        await consumer.run(stop)
+    finally:
+        stop_watching()
 
 
 async def _reach_both_sides(

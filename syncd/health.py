@@ -2,12 +2,15 @@
 
 :class:`Health` holds the latest answer of each check (what ``/readyz`` reports) and logs one line
 when a check changes state — "PostgreSQL unreachable …", "PostgreSQL reachable again after 42 s" —
-never one per retry. :class:`HealthMonitor` probes both sides every ``daemon.probe_interval_seconds``.
+never one per retry; ``when_back`` tells a component when a check recovers (the outbox consumer ends
+its pause when Odoo answers again). :class:`HealthMonitor` probes both sides every
+``daemon.probe_interval_seconds``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -45,7 +48,20 @@ class Health:
         #: The workers run (both sides were reached once); False again while shutting down.
         self.serving = False
         self.stopping = False
+        self._when_back: dict[str, list[Callable[[], None]]] = {name: [] for name in CHECKS}
         self._publish()
+
+    def when_back(self, name: str, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` each time check ``name`` goes from not ok to ok (not when it is first
+        found ok). Returns the function that stops the calls."""
+        callbacks = self._when_back[name]
+        callbacks.append(callback)
+
+        def cancel() -> None:
+            with contextlib.suppress(ValueError):
+                callbacks.remove(callback)
+
+        return cancel
 
     @property
     def ready(self) -> bool:
@@ -70,6 +86,12 @@ class Health:
         else:
             self.checks[name] = Check(ok, detail, now)
         self._publish()
+        if old.ok is False and ok:
+            for callback in list(self._when_back[name]):
+                try:
+                    callback()
+                except Exception:
+                    log.exception("a callback for %s being ok again failed", what)
 
     def set_serving(self, serving: bool) -> None:
         self.serving = serving

@@ -12,7 +12,9 @@ HTTP 429 (``Retry-After`` parsed)                             OdooRateLimitedErr
 HTTP 502/503/504, a 5xx that is not Odoo's,
 ``psycopg2.OperationalError`` (Odoo lost its PostgreSQL)      OdooServerUnavailableError (T)
 SerializationFailure, DeadlockDetected, LockNotAvailable,
-ConcurrencyError (any status, either transport)               OdooSerializationError  (T)
+ConcurrencyError (any status, either transport), or their
+PostgreSQL text ("could not serialize access …", "deadlock
+detected", "lock not available", "… due to lock timeout")     OdooSerializationError  (T)
 HTTP 401, AccessDenied, ``authenticate`` answering false      OdooAuthenticationError
 HTTP 403, AccessError (private methods too)                   OdooAccessError
 MissingError (JSON-2: 404)                                    OdooMissingError
@@ -28,6 +30,10 @@ a non-Odoo 404 (unknown X-Odoo-Database), OperationalError
 keyword), any other ValueError, anything else                 OdooPermanentError
 ============================================================  ==============================
 
+``load()`` reports rows it could not save in its answer, not as errors:
+:func:`~syncd.odoo.classify.classify_load_message` reads such a message the same way (a conflict's
+text: OdooSerializationError (T); anything else: OdooValidationError).
+
 Only transient errors are retried, and a non-idempotent call (``create``, ``load`` without an ``id``
 column) only after one that proves it did not run: see :mod:`syncd.odoo.retry`.
 """
@@ -36,6 +42,8 @@ from syncd.odoo.classify import (
     OdooConnectFailedError,
     classify,
     classify_exception,
+    classify_load_message,
+    may_land_later,
     parse_retry_after,
     proves_not_executed,
 )
@@ -50,7 +58,9 @@ __all__ = [
     "ServerInfo",
     "classify",
     "classify_exception",
+    "classify_load_message",
     "is_idempotent",
+    "may_land_later",
     "parse_retry_after",
     "proves_not_executed",
 ]

@@ -8,6 +8,9 @@ real server (``odoo-wire/``):
   the class in ``error.data.name``), or something that is not Odoo's at all (an HTML page from a
   proxy or from Odoo's database selector).
 - :func:`classify_exception` reads an aiohttp/asyncio failure (no answer at all).
+- :func:`classify_load_message` reads one of ``load()``'s in-band messages: ``load()`` does not raise
+  for a row it could not save but answers normally (``ids: false``) with the database's text in a
+  message of type ``error``, so a conflict with a concurrent transaction is told apart by its text.
 
 Messages are built from the server's answer only, never from the request, and every credential
 passed in ``secrets`` is blanked out of them in case a server or proxy echoes it back.
@@ -16,7 +19,7 @@ passed in ``secrets`` is blanked out of them in case a server or proxy echoes it
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, NamedTuple
@@ -73,6 +76,16 @@ _CONCURRENCY = frozenset(
         "ConcurrencyError",
     }
 )
+#: PostgreSQL's texts for those conflicts (serialization failure, deadlock, lock timeout or NOWAIT),
+#: as they appear in a message when no exception class is named (``load()``'s in-band messages).
+_CONCURRENCY_TEXT = re.compile(
+    r"could not serialize access"
+    r"|deadlock detected"
+    r"|lock not available"
+    r"|canceling statement due to lock timeout"
+    r"|could not obtain lock",
+    re.IGNORECASE,
+)
 _AUTH = frozenset({"AccessDenied", "Unauthorized", "SessionExpiredException"})
 _ACCESS = frozenset({"AccessError", "Forbidden"})
 _VALIDATION = frozenset(
@@ -95,6 +108,12 @@ _VALIDATION = frozenset(
 )
 _UNKNOWN_MODEL = re.compile(r"^Object \S+ doesn't exist")
 _UNKNOWN_FIELD = re.compile(r"^Invalid field\b")
+
+
+def is_concurrency_conflict(name: str | None, message: str | None) -> bool:
+    """Whether an error is a conflict with a concurrent transaction, which another attempt resolves:
+    by the exception class Odoo names, or else by PostgreSQL's text in the message."""
+    return short_name(name) in _CONCURRENCY or bool(_CONCURRENCY_TEXT.search(message or ""))
 
 
 def short_name(name: str | None) -> str:
@@ -183,7 +202,7 @@ def classify(
 
     text = f"{short}: {odoo_message}{where}" if odoo_message else f"{short}{where}"
     msg = odoo_message or ""
-    if short in _CONCURRENCY:
+    if is_concurrency_conflict(short, msg):
         return OdooSerializationError(text, **kw)
     if status == 429:
         return OdooRateLimitedError(text, retry_after=parse_retry_after(retry_after), **kw)
@@ -289,6 +308,43 @@ def classify_exception(
     if isinstance(exc, aiohttp.ClientError | OSError):
         return OdooConnectionError(f"HTTP request to Odoo failed: {type(exc).__name__}: {detail}", **kw)
     return OdooPermanentError(f"unexpected failure: {type(exc).__name__}: {detail}", **kw)
+
+
+def classify_load_message(
+    message: Mapping[str, Any], *, model: str | None = None, secrets: Iterable[str | None] = ()
+) -> OdooError:
+    """The error for one message of type ``error`` in a ``load()`` answer (``ids: false``).
+
+    A conflict with a concurrent transaction (``could not serialize access due to concurrent
+    update``, a deadlock, a lock timeout) is :class:`OdooSerializationError`, transient like the same
+    conflict raised as an error answer; anything else is the row's values being refused:
+    :class:`OdooValidationError`, permanent.
+    """
+    raw = message.get("message")
+    text = redact(raw if isinstance(raw, str) else repr(message), secrets).strip()
+    field = message.get("field")
+    where = f"field {field!r}: " if isinstance(field, str) and field else ""
+    kw: dict[str, Any] = {"odoo_message": text, "model": model, "method": "load"}
+    if is_concurrency_conflict(None, text):
+        return OdooSerializationError(f"load() reported a conflict: {where}{text}", **kw)
+    return OdooValidationError(f"load() rejected the row: {where}{text}", **kw)
+
+
+def may_land_later(error: BaseException) -> bool:
+    """True when Odoo may still carry out a call that failed with ``error``: the request went out and
+    no answer came back, so it may be running (or waiting for a worker) and commit later, until
+    Odoo's ``limit_time_real`` kills it.
+
+    - syncd's own timeout (no answer within ``odoo.timeout_seconds``; not ``QueryCanceled``, which
+      is Odoo's answer that the statement was cancelled);
+    - a connection dropped after it was opened (the request may have been sent);
+    - HTTP 504 (a proxy gave up waiting while Odoo may still be working on it).
+    """
+    if isinstance(error, OdooTimeoutError):
+        return error.name is None and error.status is None
+    if isinstance(error, OdooConnectionError):
+        return not isinstance(error, OdooConnectFailedError)
+    return isinstance(error, OdooServerUnavailableError) and error.status == 504
 
 
 def proves_not_executed(error: BaseException) -> bool:

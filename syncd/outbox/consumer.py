@@ -43,7 +43,7 @@ from syncd.errors import (
     OdooTransientError,
     SyncdError,
 )
-from syncd.odoo import OdooClient
+from syncd.odoo import OdooClient, classify_load_message, may_land_later
 from syncd.outbox import convert, xmlid
 from syncd.outbox.policy import RetryStrategy
 
@@ -83,6 +83,8 @@ class Outcome:
     transient: bool = False
     #: Seconds until a retry (set when the outcome is recorded).
     delay: float | None = None
+    #: The call got no answer and Odoo may still carry it out (see ``outbox.timeout_fence_seconds``).
+    may_land_later: bool = False
 
 
 @dataclass
@@ -112,6 +114,10 @@ class OutboxConsumer:
         self._fields: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
         self._wake = asyncio.Event()
         self._pause = 0.0
+        #: Set by ``odoo_is_back()``: ends the pause after failed batches at once.
+        self._odoo_back = asyncio.Event()
+        #: When the batches started failing as a whole (monotonic), for the log line once one lands.
+        self._failing_since: float | None = None
         #: Claimed and not yet recorded (delivering, or delivered and waiting to be written).
         self._held: set[int] = set()
         #: Outcomes of delivered events, written by the next statement (see ``claim``).
@@ -193,19 +199,33 @@ class OutboxConsumer:
                 with contextlib.suppress(Exception):
                     await listener.close()
 
+    def odoo_is_back(self) -> None:
+        """Odoo answers again (the daemon calls this when its health probe sees Odoo come back): a
+        pause after failed batches ends at once instead of running its course (up to
+        MAX_CONSUMER_BACKOFF)."""
+        self._odoo_back.set()
+        self._wake.set()  # also when it waits for events between two pauses
+
     async def _pause_writing_outcomes(self, stop: asyncio.Event) -> None:
         """The consumer's own pause after batches that failed as a whole; outcomes of batches that
-        finish meanwhile are written at once, not after it."""
+        finish meanwhile are written at once, not after it. It ends early when Odoo is back
+        (``odoo_is_back``) or a batch delivered meanwhile."""
         loop = asyncio.get_running_loop()
         until = loop.time() + self._pause
         while not stop.is_set():
+            if self._odoo_back.is_set():
+                # Odoo answers: the backoff starts afresh (a batch that fails again pauses briefly)
+                self._odoo_back.clear()
+                self._pause = 0.0
+                log.debug("outbox: Odoo answers again; the pause ends")
+                return
             self._outcomes_ready.clear()
             await self._flush_quietly()  # outcomes it could not write wait for the next attempt
             left = until - loop.time()
-            if left <= 0:
-                return
-            await wait_any(stop, self._outcomes_ready, seconds=left)
-            if not self._outcomes_ready.is_set():
+            if left <= 0 or not self._pause:
+                return  # the pause is over, or a batch landed meanwhile
+            await wait_any(stop, self._outcomes_ready, self._odoo_back, seconds=left)
+            if not (self._outcomes_ready.is_set() or self._odoo_back.is_set()):
                 return  # the pause is over (or stop): the next claim carries what is left
 
     async def drain(self) -> DrainReport:
@@ -369,6 +389,9 @@ class OutboxConsumer:
         failed_transiently = [o for o in outcomes if o.status == "retry"]
         if failed_transiently and len(failed_transiently) == len(outcomes):
             self._pause = min(max(self._pause * 2, self.cfg.poll_interval_seconds), MAX_CONSUMER_BACKOFF)
+            self._odoo_back.clear()  # only Odoo seen back after this failure ends the pause
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
             log.warning(
                 "outbox: Odoo failed a whole batch (%s); pausing %.1f s",
                 failed_transiently[0].error,
@@ -376,6 +399,9 @@ class OutboxConsumer:
             )
         else:
             self._pause = 0.0
+            if self._failing_since is not None:
+                log.info("outbox: delivery resumed after %.0f s", time.monotonic() - self._failing_since)
+                self._failing_since = None
         return outcomes
 
     async def _keep_leases(self, ids: list[int]) -> None:
@@ -449,7 +475,8 @@ class OutboxConsumer:
         self, model: str, header: list[str], rows: list[tuple[Event, list[str]]]
     ) -> list[Outcome]:
         """One ``load()``; on in-band row errors the bad rows are split off (by the rows Odoo names,
-        else by halving) so that the good rows still land."""
+        else by halving) so that the good rows still land. A row (or the whole load) that failed on a
+        conflict with a concurrent transaction is retried later, like the same conflict raised."""
         module = self.cfg.xmlid_module
         data = [[xmlid.external_id(module, model, e.key or ""), *cells] for e, cells in rows]
         try:
@@ -462,13 +489,28 @@ class OutboxConsumer:
             return await self._split(model, header, rows, set())
         if result.ok and result.ids is not None:
             return [Outcome(e, "done", result_id=rid) for (e, _), rid in zip(rows, result.ids, strict=True)]
+        bad: set[int] = set()
+        conflicts: dict[int, OdooError] = {}
+        for message in result.errors:
+            error = classify_load_message(message, model=model)
+            span = message.get("rows") or {}
+            if not (isinstance(span.get("from"), int) and isinstance(span.get("to"), int)):
+                if error.transient:  # the load as a whole: not the rows' fault, no splitting
+                    return [_failed(e, error) for e, _ in rows]
+                continue
+            named = range(span["from"], span["to"] + 1)
+            if error.transient:
+                conflicts.update((i, error) for i in named if 0 <= i < len(rows))
+            else:
+                bad.update(named)
+        conflicts = {i: error for i, error in conflicts.items() if i not in bad}
+        if conflicts:
+            # Those rows wait for a retry; the others were rolled back with them and go again now.
+            rest = [r for i, r in enumerate(rows) if i not in conflicts]
+            retried = [_failed(rows[i][0], error) for i, error in sorted(conflicts.items())]
+            return retried + (await self._load(model, header, rest) if rest else [])
         if len(rows) == 1:
             return [Outcome(rows[0][0], "dead", error=_load_error(result.errors or result.messages))]
-        bad: set[int] = set()
-        for message in result.errors:
-            span = message.get("rows") or {}
-            if isinstance(span.get("from"), int) and isinstance(span.get("to"), int):
-                bad.update(range(span["from"], span["to"] + 1))
         return await self._split(model, header, rows, bad, result.errors)
 
     async def _split(
@@ -524,7 +566,8 @@ class OutboxConsumer:
     # ----------------------------------------------------------------------------------- record
     def record(self, outcomes: Iterable[Outcome]) -> None:
         """Queue outcomes for the consumer's next statement (a claim, or ``flush``). A transient
-        failure becomes a retry after the policy's delay, or dead once the attempts are used up."""
+        failure becomes a retry after the policy's delay (at least ``outbox.timeout_fence_seconds``
+        after a call that got no answer), or dead once the attempts are used up."""
         outcomes = list(outcomes)
         heads = {o.event.id: o for o in outcomes if o.event.fold_of is None}
         for o in sorted(outcomes, key=_folded_last):
@@ -540,6 +583,10 @@ class OutboxConsumer:
                     o.error = f"gave up after {o.event.attempts} attempts: {o.error}"
                 else:
                     o.delay = decision.delay_seconds
+                    if o.may_land_later and o.delay < self.cfg.timeout_fence_seconds:
+                        # Not before the request that got no answer can no longer land: the retry, and
+                        # the record's later events behind it, would otherwise be overwritten by it.
+                        o.delay = self.cfg.timeout_fence_seconds
             self._outcomes.append(o)
         self._outcomes_ready.set()
 
@@ -717,7 +764,7 @@ def _failed(e: Event, err: OdooError) -> Outcome:
     # and the alerts say what is wrong. Dead-lettering would turn a credentials mistake into a
     # manual redrive of everything queued meanwhile.
     if err.transient or isinstance(err, OdooAuthenticationError):
-        return Outcome(e, "retry", error=str(err), transient=True)
+        return Outcome(e, "retry", error=str(err), transient=True, may_land_later=may_land_later(err))
     return Outcome(e, "dead", error=str(err))
 
 

@@ -7,6 +7,11 @@
   runs (429 carries ``Retry-After``);
 - ``serialization_failure_next(n)``: the next ``n`` calls fail with Odoo's ``SerializationFailure`` (JSON-RPC
   error envelope, JSON-2 HTTP 500), nothing applied;
+- ``load_conflict_next(n, message=SERIALIZATION_TEXT, row=0)``: the next ``n`` ``load()`` calls run and
+  then answer the way Odoo 19 reports a row it could not save because of a concurrent transaction: no
+  error, a normal answer with ``ids: false`` and an in-band message of type ``error`` holding PostgreSQL's
+  text for that row (``row`` counts from 0, capped at the last row), the whole batch rolled back. Other
+  texts: ``DEADLOCK_TEXT``, ``LOCK_TIMEOUT_TEXT``;
 - ``hang_next(n)``: the next ``n`` calls never answer (the client must time out); ``release_hangs()`` or the
   server's shutdown ends them by closing the connection;
 - ``drop_next(n)``: the next ``n`` calls see their connection closed without an answer;
@@ -14,7 +19,7 @@
   but become visible (and answer) only after ``delay_seconds``, or when ``release_late_commits()`` is called
   if no delay was given. That is the "transaction committed after its write_date" case.
 
-Every switch takes ``methods=`` to aim at some method names only (``{"write", "load"}``). Faults are
+Every switch but ``load_conflict_next`` takes ``methods=`` to aim at some method names only (``{"write", "load"}``). Faults are
 consumed in the order they were set. ``await faults.wait_held("late_commit")`` (or ``"hang"``, ``"lock"``)
 returns once a call is held that way: a test signal, so tests act at the right moment without sleeping.
 """
@@ -28,6 +33,11 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+#: PostgreSQL's texts (``str()`` of the psycopg2 error) that Odoo 19's ``load()`` puts in a row's message.
+SERIALIZATION_TEXT = "could not serialize access due to concurrent update\n"
+DEADLOCK_TEXT = "deadlock detected\n"
+LOCK_TIMEOUT_TEXT = "canceling statement due to lock timeout\n"
 
 
 @dataclass(frozen=True)
@@ -48,12 +58,15 @@ class CallRecord:
 class PendingFault:
     """A fault waiting for its calls."""
 
-    kind: str  # "fail", "serialization", "hang", "drop", "late_commit"
+    kind: str  # "fail", "serialization", "hang", "drop", "late_commit", "load_conflict"
     remaining: int
     methods: frozenset[str] | None = None
     status: int = 503
     retry_after: float | None = None
     delay_seconds: float | None = None
+    #: load_conflict: the row (0-based) that gets the message, and its text
+    row: int = 0
+    message: str = SERIALIZATION_TEXT
 
     @property
     def label(self) -> str:
@@ -100,6 +113,9 @@ class Faults:
 
     def serialization_failure_next(self, n: int = 1, *, methods: Collection[str] | None = None) -> None:
         self._add(PendingFault("serialization", n), methods)
+
+    def load_conflict_next(self, n: int = 1, *, message: str = SERIALIZATION_TEXT, row: int = 0) -> None:
+        self._add(PendingFault("load_conflict", n, row=row, message=message), {"load"})
 
     def hang_next(self, n: int = 1, *, methods: Collection[str] | None = None) -> None:
         self._add(PendingFault("hang", n), methods)

@@ -11,7 +11,7 @@ string methods on them).
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -419,3 +419,31 @@ def load(txn: Transaction, model: str, fields: Sequence[Any], data: Sequence[Any
         txn.rollback_only = True
         return {"ids": False, "messages": messages, "nextrow": 0}
     return {"ids": ids, "messages": messages, "nextrow": 0}
+
+
+def with_conflict(
+    handler: Callable[[Any, Transaction], Any], row: int, message: str
+) -> Callable[[Any, Transaction], Any]:
+    """``load``'s handler, answering as Odoo 19 does when saving row ``row`` (capped at the last row) hit
+    a conflict with a concurrent transaction (``Faults.load_conflict_next``).
+
+    Odoo catches the psycopg2 error while it saves rows one by one, adds ``dict(info, type='error',
+    message=str(error))`` to ``messages`` and rolls the whole batch back: a normal answer, ``ids: false``.
+    """
+
+    def run(inv: Any, txn: Transaction) -> Any:
+        result = handler(inv, txn)
+        data = inv.params.get("data")
+        count = len(data) if isinstance(data, list | tuple) else 0
+        if not isinstance(result, dict) or count == 0:
+            return result
+        at = min(max(row, 0), count - 1)
+        messages = list(result["messages"])
+        if not any(m["type"] == "error" and m.get("rows", {}).get("from") == at for m in messages):
+            # (a row refused for its values never reaches the save that conflicts)
+            messages.append(RowError(message, None).entry(at))
+            messages.sort(key=lambda m: m.get("rows", {}).get("from", -1))
+        txn.rollback_only = True
+        return {"ids": False, "messages": messages, "nextrow": 0}
+
+    return run

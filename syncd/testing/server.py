@@ -20,19 +20,23 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, cast
 
 from aiohttp import web
 
-from syncd.testing import errors, methods
+from syncd.testing import errors, loader, methods
 from syncd.testing.fake import FakeOdoo
 from syncd.testing.faults import CallRecord, PendingFault
 from syncd.testing.methods import Invocation, Method
 from syncd.testing.store import Transaction
 
 log = logging.getLogger("syncd.testing")
+
+#: Faults that act while the call runs rather than before it.
+_WHILE_RUNNING = frozenset({"late_commit", "load_conflict"})
 
 VERSION = {
     "server_version": "19.0",
@@ -128,7 +132,7 @@ class FakeOdooServer:
         self, request: web.Request, fault: PendingFault | None
     ) -> web.StreamResponse | None:
         """Answer (or not) for faults that act before anything runs; None lets the call proceed."""
-        if fault is None or fault.kind in ("serialization", "late_commit"):
+        if fault is None or fault.kind in ("serialization", "late_commit", "load_conflict"):
             return None
         if fault.kind == "fail":
             headers = {}
@@ -149,7 +153,11 @@ class FakeOdooServer:
             await asyncio.sleep(self.fake.faults.latency_seconds)
         return response
 
-    async def _execute(self, inv: Invocation, method: Method, late: PendingFault | None) -> Any:
+    async def _execute(self, inv: Invocation, method: Method, during: PendingFault | None) -> Any:
+        """Run the call; ``during`` is a fault that acts while it runs (a late commit, a load conflict)."""
+        if during is not None and during.kind == "load_conflict" and method.name == "load":
+            method = replace(method, handler=loader.with_conflict(method.handler, during.row, during.message))
+        late = during if during is not None and during.kind == "late_commit" else None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.fake.faults.lock_timeout_seconds
         while True:
@@ -246,8 +254,8 @@ class FakeOdooServer:
         try:
             if fault is not None and fault.kind == "serialization":
                 raise errors.serialization_failure()
-            late = fault if fault is not None and fault.kind == "late_commit" else None
-            result = await self._jsonrpc_dispatch(service, name, args, late)
+            during = fault if fault is not None and fault.kind in _WHILE_RUNNING else None
+            result = await self._jsonrpc_dispatch(service, name, args, during)
             if result is not None:
                 payload["result"] = result
         except errors.FakeOdooError as exc:
@@ -257,7 +265,7 @@ class FakeOdooServer:
         return await self._answer(_json(payload))
 
     async def _jsonrpc_dispatch(
-        self, service: str, name: str, args: list[Any], late: PendingFault | None
+        self, service: str, name: str, args: list[Any], during: PendingFault | None
     ) -> Any:
         fake = self.fake
         if service == "common":
@@ -287,7 +295,7 @@ class FakeOdooServer:
                 method_args, method_kwargs = list(args[5:]), {}
             uid = fake.check_credentials(db, uid, secret)
             return await self._object_call(
-                uid, model, str(method_name), list(method_args), method_kwargs, late
+                uid, model, str(method_name), list(method_args), method_kwargs, during
             )
         else:
             raise errors.key_error(service)
@@ -300,13 +308,13 @@ class FakeOdooServer:
         name: str,
         args: list[Any],
         kwargs: dict[str, Any],
-        late: PendingFault | None,
+        during: PendingFault | None,
     ) -> Any:
         store = self.fake.store
         method, inv = methods.execute_kw_invocation(
             store.view(uid), model, name, args, kwargs, uid, "jsonrpc"
         )
-        return await self._execute(inv, method, late)
+        return await self._execute(inv, method, during)
 
     # ------------------------------------------------------------------ JSON-2
 
@@ -336,8 +344,8 @@ class FakeOdooServer:
             if fault is not None and fault.kind == "serialization":
                 raise errors.serialization_failure()
             uid = self._bearer_uid(request)
-            late = fault if fault is not None and fault.kind == "late_commit" else None
-            result = await self._json2_call(uid, model, name, parsed, late)
+            during = fault if fault is not None and fault.kind in _WHILE_RUNNING else None
+            result = await self._json2_call(uid, model, name, parsed, during)
             response = _json(result)
         except errors.FakeOdooError as exc:
             headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
@@ -356,7 +364,7 @@ class FakeOdooServer:
         return uid
 
     async def _json2_call(
-        self, uid: int, model: str, name: str, parsed: Any, late: PendingFault | None
+        self, uid: int, model: str, name: str, parsed: Any, during: PendingFault | None
     ) -> Any:
         if isinstance(parsed, ValueError):
             raise errors.http_error(400, f"could not parse the body as json: {parsed}")
@@ -379,7 +387,7 @@ class FakeOdooServer:
         ids = list(ids) if isinstance(ids, list | tuple) else [ids]
         params = methods.bind_keywords(method, body)
         inv = Invocation(model, name, ids, params, dict(context), uid, "json2")
-        return await self._execute(inv, method, late)
+        return await self._execute(inv, method, during)
 
     async def _json2_not_found(self, request: web.Request) -> web.StreamResponse:
         exc = errors.http_error(404, "Did you mean POST /json/2/<model>/<method>?")

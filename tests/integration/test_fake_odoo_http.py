@@ -20,6 +20,7 @@ from syncd.testing import (
     parse_listen,
     serve_forever,
 )
+from syncd.testing.faults import LOCK_TIMEOUT_TEXT
 
 pytestmark = pytest.mark.integration
 
@@ -450,6 +451,34 @@ async def test_serialization_failure_fault(wire: Wire, fake: FakeOdoo) -> None:
     status, _, body = await wire.json2("res.partner", "write", {"ids": [3], "vals": {"function": "conc C"}})
     assert (status, body["name"]) == (500, "psycopg2.errors.SerializationFailure")
     assert fake.read("res.partner", [3], ["function"])[0]["function"] is False
+
+
+async def test_a_load_conflict_is_reported_in_band(wire: Wire, fake: FakeOdoo) -> None:
+    """Odoo 19's load() does not raise for a row whose save hit a concurrent transaction: it answers
+    normally with ``ids: false`` and PostgreSQL's text in that row's message (like f.txt's row errors),
+    and nothing of the batch is kept."""
+    fake.faults.load_conflict_next(1, row=1)
+    fake.faults.load_conflict_next(1, message=LOCK_TIMEOUT_TEXT, row=5)  # capped at the last row
+    fields = ["id", "name"]
+    rows = [["syncd_conc.p0", "conc 0"], ["syncd_conc.p1", "conc 1"]]
+    assert await wire.result("res.partner", "load", [fields, rows]) == {
+        "ids": False,
+        "messages": [{"rows": {"from": 1, "to": 1}, "record": 1, "type": "error",
+                      "message": "could not serialize access due to concurrent update\n"}],
+        "nextrow": 0,
+    }  # fmt: skip
+    status, _, body = await wire.json2("res.partner", "load", {"fields": fields, "data": rows})
+    assert status == 200
+    assert body["ids"] is False
+    assert body["messages"] == [{"rows": {"from": 1, "to": 1}, "record": 1, "type": "error",
+                                 "message": LOCK_TIMEOUT_TEXT}]  # fmt: skip
+    assert fake.search_count("res.partner", [("name", "=like", "conc %")]) == 0
+    assert [c.fault for c in fake.calls if c.method == "load"] == ["load_conflict"] * 2
+    # other methods do not take it, and once used up load() works again
+    fake.faults.load_conflict_next(1)
+    assert await wire.result("res.partner", "search_count", [[]]) == 37
+    assert (await wire.result("res.partner", "load", [fields, rows]))["ids"] is False
+    assert len((await wire.result("res.partner", "load", [fields, rows]))["ids"]) == 2
 
 
 async def test_a_hanging_call_makes_the_client_time_out(wire: Wire, fake: FakeOdoo) -> None:

@@ -5,24 +5,36 @@ timed out on the client but committed in Odoo later."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
-from syncd.config import Settings
+from syncd import db
+from syncd.config import DatabaseSettings, Settings
+from syncd.daemon import run_outbox
 from syncd.embedded import free_port
 from syncd.errors import DatabaseUnavailable
+from syncd.health import Health, HealthMonitor
 from syncd.odoo import OdooClient
-from syncd.outbox.consumer import Event, OutboxConsumer, Outcome
+from syncd.outbox.consumer import MAX_CONSUMER_BACKOFF, Event, OutboxConsumer, Outcome
 from syncd.outbox.xmlid import external_id
 from syncd.testing import FakeOdoo
+from syncd.testing.faults import DEADLOCK_TEXT, LOCK_TIMEOUT_TEXT, SERIALIZATION_TEXT
 from tests.integration.outbox_support import outbox_env
 
 pytestmark = pytest.mark.integration
 
 MODEL = "res.partner"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Rig:
@@ -232,3 +244,170 @@ async def test_a_refused_login_holds_events_back_instead_of_dead_lettering_them(
     await consumer.drain()
     assert {(await r.event(i))["status"] for i in ids} == {"done"}
     assert len(r.named("auth 11")) == 1
+
+
+@pytest.mark.parametrize("text", [SERIALIZATION_TEXT, DEADLOCK_TEXT, LOCK_TIMEOUT_TEXT])
+async def test_a_conflict_that_load_reports_in_band_is_retried_not_dead(r: Rig, text: str) -> None:
+    """Another client writing the same record: Odoo's load() answers normally with ``ids: false`` and
+    PostgreSQL's conflict text for that row. The row is retried later (transient), not dead-lettered;
+    the rows rolled back with it go again at once, without splitting the batch row by row."""
+    ids = [await r.enqueue(f"conc-{i}", {"name": f"conc {i}"}) for i in range(3)]
+    consumer = r.consumer(batch_size=10)
+    r.fake.faults.load_conflict_next(1, message=text, row=1)
+    report = await consumer.drain()
+    assert (report.done, report.retried, report.dead) == (2, 1, 0)
+    row = await r.event(ids[1])
+    assert (row["status"], row["attempts"]) == ("pending", 1)
+    assert text.strip() in row["last_error"]
+    assert [c.fault for c in r.fake.calls if c.method == "load"] == ["load_conflict", None]
+
+    await r.pool.execute("update syncd.outbox set available_at = now() where status = 'pending'")
+    report = await consumer.drain()
+    assert (report.done, report.dead) == (1, 0)
+    rows = [await r.event(i) for i in ids]
+    assert [(x["status"], x["attempts"]) for x in rows] == [("done", 1), ("done", 2), ("done", 1)]
+    assert all(len(r.named(f"conc {i}")) == 1 for i in range(3))
+
+
+async def test_a_lone_upsert_that_load_reports_a_conflict_for_is_retried(r: Rig) -> None:
+    """The same with one row in the load (no neighbour to blame): still transient."""
+    event = await r.enqueue("alone", {"name": "alone"})
+    consumer = r.consumer()
+    r.fake.faults.load_conflict_next(1)
+    report = await consumer.drain()
+    assert (report.done, report.retried, report.dead) == (0, 1, 0)
+    await r.pool.execute("update syncd.outbox set available_at = now()")
+    report = await consumer.drain()
+    assert (report.done, report.retried, report.dead) == (1, 0, 0)
+    row = await r.event(event)
+    assert (row["status"], row["attempts"]) == ("done", 2)
+
+
+async def test_delivery_resumes_when_the_probe_sees_odoo_back_not_after_the_pause(
+    r: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Odoo away (every call 503): the consumer's batch fails and it pauses (here 30 s, the longest
+    pause). When the daemon's health probe sees Odoo answer again, the wiring of ``syncd run``
+    (``run_outbox``) ends the pause at once: the event lands well before the pause would have ended,
+    and one line says that delivery resumed."""
+    caplog.set_level(logging.INFO, logger="syncd.outbox")
+    pause = MAX_CONSUMER_BACKOFF
+    consumer = r.consumer(poll_interval_seconds=pause)  # the first failed batch pauses this long
+    recorded: asyncio.Queue[list[Outcome]] = asyncio.Queue()
+    consumer.on_recorded = recorded.put_nowait
+    health = Health()
+    monitor = HealthMonitor(health, r.pool, r.odoo, interval=60, timeout=5)
+    r.fake.faults.fail_next(1_000_000, status=503)
+    await monitor.probe_odoo()
+    assert health.checks["odoo"].ok is False
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_outbox(consumer, health, stop))
+    try:
+        event = await r.enqueue("resume", {"name": "after the restart"})  # NOTIFY wakes the consumer
+        outcomes = await asyncio.wait_for(recorded.get(), timeout=10)
+        assert [(o.event.id, o.status) for o in outcomes] == [(event, "retry")]
+        assert consumer._pause == pause  # the whole batch failed: pausing
+
+        # the event's own backoff is over (only the consumer's pause is under test)
+        await r.pool.execute("update syncd.outbox set available_at = now()")
+        r.fake.faults.clear()  # Odoo is back
+        loop = asyncio.get_running_loop()
+        back = loop.time()
+        await monitor.probe_odoo()
+        assert health.checks["odoo"].ok is True
+        outcomes = await asyncio.wait_for(recorded.get(), timeout=pause / 3)
+        assert [(o.event.id, o.status) for o in outcomes] == [(event, "done")]
+        assert loop.time() - back < pause / 3
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+    assert len(r.named("after the restart")) == 1
+    resumed = [rec.getMessage() for rec in caplog.records if "delivery resumed after" in rec.getMessage()]
+    assert len(resumed) == 1, resumed
+    assert health._when_back["odoo"] == []  # the consumer stopped listening when it ended
+
+
+@asynccontextmanager
+async def fake_odoo_process() -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    """``syncd fake-odoo`` (demo data) in its own process, so that SIGSTOP can freeze it the way a
+    hung Odoo freezes: connections are still accepted by the kernel and requests queue up, then all
+    run when it resumes."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "syncd", "fake-odoo", "--listen", f"127.0.0.1:{port}", "--demo-data",
+        env={**env, "PYTHONPATH": str(ROOT)}, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), timeout=60)).decode()
+        assert f"listening on http://127.0.0.1:{port}" in line, line
+        yield proc, f"http://127.0.0.1:{port}"
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+            await proc.wait()
+
+
+async def test_after_a_timeout_a_record_waits_until_the_late_request_can_no_longer_land(db_dsn: str) -> None:
+    """Odoo frozen (SIGSTOP): the write of event 1 times out on the client but stays queued in Odoo,
+    which carries it out when it resumes. Event 1's retry, and so event 2 of the same record behind it,
+    wait for ``outbox.timeout_fence_seconds`` after the failure, so that the old request cannot land
+    after the newer value: the record ends with event 2's value."""
+    timeout, fence = 0.5, 2.0
+    async with fake_odoo_process() as (proc, url):
+        settings = Settings.model_validate(
+            {"odoo": {"url": url, "api_key": "admin", "retries": 0, "timeout_seconds": timeout},
+             "outbox": {"backoff_base_seconds": 0.01, "backoff_max_seconds": 0.02, "poll_interval_seconds": 0.05,
+                        "timeout_fence_seconds": fence}}
+        )  # fmt: skip
+        pool = await db.create_pool(db_dsn, DatabaseSettings(pool_min_size=1, pool_max_size=4))
+        try:
+            async with OdooClient(settings.odoo) as odoo:
+                (partner,) = await odoo.create(MODEL, [{"name": "zero"}])
+                consumer = OutboxConsumer(settings, odoo, pool, db_dsn, "test-consumer")
+                await consumer._fields_of(MODEL)  # fields_get answered before the freeze
+
+                async def write(name: str) -> int:
+                    return int(
+                        await pool.fetchval(
+                            "select syncd.enqueue($1, 'write', null, $2, $3)", MODEL, {"name": name}, partner
+                        )
+                    )
+
+                recorded: asyncio.Queue[list[Outcome]] = asyncio.Queue()
+                consumer.on_recorded = recorded.put_nowait
+                before = await pool.fetchval("select now()")
+                proc.send_signal(signal.SIGSTOP)
+                first, second = await write("first"), await write("second")
+                stop = asyncio.Event()
+                task = asyncio.create_task(consumer.run(stop))
+                try:
+                    outcomes = await asyncio.wait_for(recorded.get(), timeout=10)
+                    assert [(o.event.id, o.status) for o in outcomes] == [(first, "retry")]
+                    assert "no answer from Odoo" in (outcomes[0].error or "")
+                    proc.send_signal(signal.SIGCONT)  # the timed-out write runs now, late
+                    # (the read queues behind it): Odoo did carry out the request the client gave up on
+                    assert (await odoo.read(MODEL, [partner], ["name"]))[0]["name"] == "first"
+                    while (second, "done") not in {(o.event.id, o.status) for o in outcomes}:
+                        outcomes = await asyncio.wait_for(recorded.get(), timeout=fence + 10)
+                finally:
+                    stop.set()
+                    await asyncio.wait_for(task, timeout=10)
+                rows = {
+                    r["id"]: r
+                    for r in await pool.fetch(
+                        "select * from syncd.outbox where id = any($1)", [first, second]
+                    )
+                }
+                # the failure came at least `timeout` after `before`; the retry at least `fence` after it
+                earliest = before + timedelta(seconds=timeout + fence)
+                assert (rows[first]["status"], rows[first]["attempts"]) == ("done", 2)
+                assert rows[first]["available_at"] >= earliest
+                assert rows[second]["status"] == "done"
+                assert rows[second]["done_at"] >= earliest
+                assert (await odoo.read(MODEL, [partner], ["name"]))[0]["name"] == "second"
+        finally:
+            await pool.close()

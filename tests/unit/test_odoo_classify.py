@@ -14,6 +14,8 @@ from syncd.odoo import (
     OdooConnectFailedError,
     classify,
     classify_exception,
+    classify_load_message,
+    may_land_later,
     parse_retry_after,
     proves_not_executed,
 )
@@ -436,3 +438,72 @@ def test_proves_not_executed() -> None:
     assert not proves_not_executed(classify(504, "gateway timeout"))
     assert not proves_not_executed(classify_exception(TimeoutError()))
     assert not proves_not_executed(classify_exception(aiohttp.ServerDisconnectedError()))
+
+
+def load_message(message: str, row: int = 0, **extra: Any) -> dict[str, Any]:
+    """An in-band error of a ``load()`` answer, shaped as Odoo 19 builds it for a row it could not
+    save (``dict(info, type='error', message=…)``, f.txt)."""
+    return {"rows": {"from": row, "to": row}, "record": row, "type": "error", "message": message, **extra}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        SERIALIZATION,
+        "deadlock detected\nDETAIL:  Process 4242 waits for ShareLock on transaction 1234; blocked by "
+        "process 4243.\nHINT:  See server log for query details.\nCONTEXT:  while updating tuple (0,7) "
+        'in relation "res_partner"\n',
+        "lock not available\n",
+        "canceling statement due to lock timeout\n",
+        'could not obtain lock on row in relation "res_partner"\n',
+    ],
+)
+def test_a_conflict_reported_in_band_by_load_is_transient(text: str) -> None:
+    """load() answers a row it could not save with PostgreSQL's text, not with an error answer; a
+    conflict with a concurrent transaction is as transient there as when it is raised."""
+    err = classify_load_message(load_message(text), model="res.partner")
+
+    assert type(err) is errors.OdooSerializationError
+    assert err.transient
+    assert (err.model, err.method) == ("res.partner", "load")
+    assert text.splitlines()[0] in str(err)
+    # the same text as an error answer is classified the same way, whatever class it is wrapped in
+    assert (
+        type(classify(200, envelope("psycopg2.errors.InternalError", text))) is errors.OdooSerializationError
+    )
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        load_message("Contacts require a name"),  # f.txt
+        load_message(
+            "No matching record found for name 'Atlantis' in field 'Country'", field="country_id"
+        ),  # f.txt
+        load_message("Value 'alien' not found in selection field 'Company Type'", field="company_type"),
+        {"rows": {"from": 0, "to": 0}, "type": "error"},  # no text at all
+    ],
+)
+def test_a_refused_row_reported_in_band_by_load_is_permanent(message: dict[str, Any]) -> None:
+    err = classify_load_message(message, model="res.partner")
+
+    assert type(err) is errors.OdooValidationError
+    assert not err.transient
+    if message.get("field"):
+        assert repr(message["field"]) in str(err)
+
+
+def test_may_land_later() -> None:
+    """A call that went out and got no answer may still be carried out by Odoo (the outbox then
+    holds the record's events back for ``outbox.timeout_fence_seconds``); a refusal, or Odoo's own
+    answer that the call failed, may not."""
+    assert may_land_later(classify_exception(TimeoutError(), timeout=30))
+    assert may_land_later(classify_exception(aiohttp.ServerDisconnectedError()))
+    assert may_land_later(classify_exception(aiohttp.ClientPayloadError("Response payload is not completed")))
+    assert may_land_later(classify(504, "gateway timeout"))
+    assert not may_land_later(classify_exception(connector_error(ConnectionRefusedError(111, "refused"))))
+    assert not may_land_later(classify(503, "maintenance"))
+    assert not may_land_later(classify(429, "slow down"))
+    assert not may_land_later(classify(500, flat("psycopg2.errors.SerializationFailure", SERIALIZATION)))
+    assert not may_land_later(classify(200, envelope("psycopg2.errors.QueryCanceled", "canceling statement")))
+    assert not may_land_later(classify(422, flat("odoo.exceptions.ValidationError", "bad")))
