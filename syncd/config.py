@@ -222,7 +222,7 @@ class OutboxSettings(_Section):
     max_attempts: int = Field(default=10, ge=1)
     #: Most events of one record folded into one call to Odoo (consecutive upserts of one key,
     #: writes of one odoo_id); 1 turns folding off.
-    fold_max_events: int = Field(default=100, ge=1, le=10_000)
+    fold_max_events: int = Field(default=1000, ge=1, le=10_000)
     backoff_base_seconds: PositiveSeconds = 1.0
     backoff_max_seconds: PositiveSeconds = 600.0
     #: After a call that got no answer (timeout, connection dropped after sending), its events are

@@ -677,7 +677,7 @@ async def discard_events(conn: db.Connection, ids: Sequence[int]) -> list[int]:
         wake = [r["wake"] for r in rows if r["wake"] is not None]
         if wake:
             await conn.execute(db.queries["outbox_wake"], wake)
-    return [r["id"] for r in rows]
+    return sorted(r["id"] for r in rows)
 
 
 def observe_all(histogram: Histogram, values: Sequence[float]) -> None:

@@ -288,15 +288,47 @@ folds (head, id, op, key, odoo_id, next_id, depth) as (
       and (e.status = 'pending' or (e.status = 'inflight' and e.locked_until < now()))
       and case when f.op = 'upsert' then e.key = f.key else e.odoo_id = f.odoo_id end
 ),
-groups as (
-    select c.model, c.lane, min(c.id) as first_id, array_agg(c.id order by c.id) as ids
+firsts as (
+    select c.model, c.lane, min(c.id) as first_id
     from candidates c
     where c.fresh
     group by c.model, c.lane
 ),
+-- a record's new events are placed together, as many as a fold or a batch takes (a hot
+-- record's backlog is placed in a few statements, not one batch's share at a time): the run of
+-- new events from the first on, in id order, that this statement could lock, without a gap
+run as (
+    select f.first_id, e.id, row_number() over (partition by f.first_id order by e.id) as pos
+    from firsts f
+    cross join lateral (
+        select e.id
+        from syncd.outbox e
+        where e.unfinished and e.model = f.model and e.lane = f.lane and e.id >= f.first_id
+        order by e.id
+        limit greatest($11 + 1, :batch_size)
+    ) e
+),
+run_locked as (
+    select o.id
+    from syncd.outbox o
+    where o.id = any(array(select id from run))
+      and o.unfinished and not o.waiting and not o.linked and o.status = 'pending' and o.attempts = 0
+      and o.available_at <= now()
+    for update of o skip locked
+),
+groups as (
+    select f.model, f.lane, f.first_id,
+           array(select x.id from run x
+                 where x.first_id = f.first_id
+                   and x.pos < coalesce((select min(y.pos) from run y
+                                         where y.first_id = f.first_id
+                                           and y.id not in (select id from run_locked)), 2147483647)
+                 order by x.id) as ids
+    from firsts f
+),
 placed as (
     select g.first_id, g.ids, lo.id as pred_id, lo.next_id as pred_next, lo.fresh as pred_fresh,
-           coalesce(hi.placed, false) as placed_above
+           coalesce(hi.placed, false) as placed_above, hi.id as above_id
     from groups g
     -- the record's nearest earlier unfinished event: normally the last of its chain
     left join lateral (
@@ -309,7 +341,7 @@ placed as (
     -- with none: the record's next later event outside the group, if it was placed already (the
     -- group committed after it)
     left join lateral (
-        select e.linked or e.status = 'inflight' or e.attempts > 0 as placed
+        select e.id, e.linked or e.status = 'inflight' or e.attempts > 0 as placed
         from syncd.outbox e
         where lo.id is null
           and e.unfinished and e.model = g.model and e.lane = g.lane and e.id > g.first_id
@@ -321,13 +353,22 @@ placed as (
 decided as (
     select p.first_id, p.ids, p.pred_id,
            case
-               when p.pred_id is null then case when p.placed_above then 'wait' else 'head' end
+               -- (unless that event is finished by this statement with nothing behind it)
+               when p.pred_id is null then
+                   case when not p.placed_above then 'head'
+                        when (select f.next_id is null from finished f where f.id = p.above_id) then 'head'
+                        else 'wait' end
                -- another consumer is placing it, or the chain has moved on: the next claim places these
                when p.pred_fresh or p.pred_next is not null then 'wait'
-               -- the chain's last event changes in this statement: the next claim places these
+               -- finished by this statement with nothing queued behind it (its latest version): the
+               -- record has nothing else unfinished before these, the first is its head
+               when p.pred_id in (select id from finished) then
+                   case when (select f.next_id from finished f where f.id = p.pred_id) is null
+                        then 'head' else 'wait' end
+               -- retried, or an outcome for a lease that another consumer took over: these wait
                when p.pred_id = any($3::bigint[]) or p.pred_id = any($5::bigint[])
                     or p.pred_id = any($8::bigint[]) then 'wait'
-               when p.pred_id in (select id from lost) or p.pred_id in (select id from woken)
+               when p.pred_id in (select id from woken)
                     or p.pred_id in (select id from folds) then 'wait'
                when p.pred_id in (select id from candidates) then
                    case when (select c.next_id from candidates c where c.id = p.pred_id) is null
