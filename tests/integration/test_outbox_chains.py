@@ -4,10 +4,9 @@ discarding out of a chain, late-committed events, and an upgrade with events in 
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
-
-import json
 
 import asyncpg
 import pytest
