@@ -308,23 +308,28 @@ run as (
         limit greatest($11 + 1, :batch_size)
     ) e
 ),
+-- (the walk locked its own events already)
 run_locked as (
     select o.id
     from syncd.outbox o
-    where o.id = any(array(select id from run))
+    where o.id = any(array(select id from run where id not in (select id from candidates)))
       and o.unfinished and not o.waiting and not o.linked and o.status = 'pending' and o.attempts = 0
       and o.available_at <= now()
     for update of o skip locked
 ),
+run_unbroken as (
+    select r.first_id, r.id,
+           bool_and(r.id in (select id from run_locked) or r.id in (select id from candidates where fresh))
+               over (partition by r.first_id order by r.pos) as unbroken
+    from run r
+),
 groups as (
-    select f.model, f.lane, f.first_id,
-           array(select x.id from run x
-                 where x.first_id = f.first_id
-                   and x.pos < coalesce((select min(y.pos) from run y
-                                         where y.first_id = f.first_id
-                                           and y.id not in (select id from run_locked)), 2147483647)
-                 order by x.id) as ids
+    select f.model, f.lane, f.first_id, u.ids, u.above_id
     from firsts f
+    join (select first_id, array_agg(id order by id) filter (where unbroken) as ids,
+                 min(id) filter (where not unbroken) as above_id
+          from run_unbroken group by first_id) u
+        on u.first_id = f.first_id
 ),
 placed as (
     select g.first_id, g.ids, lo.id as pred_id, lo.next_id as pred_next, lo.fresh as pred_fresh,
@@ -338,16 +343,12 @@ placed as (
         order by e.id desc
         limit 1
     ) lo on true
-    -- with none: the record's next later event outside the group, if it was placed already (the
-    -- group committed after it)
+    -- with none: the record's next later event past the group (from the run), if it was placed
+    -- already (the group committed after it)
     left join lateral (
         select e.id, e.linked or e.status = 'inflight' or e.attempts > 0 as placed
         from syncd.outbox e
-        where lo.id is null
-          and e.unfinished and e.model = g.model and e.lane = g.lane and e.id > g.first_id
-          and e.id <> all(g.ids)
-        order by e.id
-        limit 1
+        where lo.id is null and e.id = g.above_id
     ) hi on true
 ),
 decided as (
@@ -423,7 +424,7 @@ claimed as (
         linked = o.linked or p.link,
         next_id = coalesce(p.next_id, o.next_id)
     from (select distinct on (id) * from plan order by id, claim desc) p
-    where o.id = p.id and o.unfinished
+    where o.id = any(array(select id from plan)) and o.id = p.id and o.unfinished
     returning o.id, o.model, o.op, o.key, o.odoo_id, o.payload::text as payload, o.attempts, p.claim,
               p.fold_of, p.prev_holder
 )
