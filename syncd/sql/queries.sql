@@ -229,7 +229,10 @@ dead as (
 ),
 candidates as materialized (
     select o.id, o.model, o.lane, o.op, o.key, o.odoo_id, o.status, o.attempts, o.next_id,
-           o.locked_by, not o.linked and o.status = 'pending' and o.attempts = 0 as fresh
+           o.locked_by, not o.linked and o.status = 'pending' and o.attempts = 0 as fresh,
+           -- the only unfinished event of its record (the usual case): its head, nothing to place
+           not exists (select from syncd.outbox e
+                       where e.unfinished and e.model = o.model and e.lane = o.lane and e.id <> o.id) as alone
     from syncd.outbox o
     where o.unfinished and not o.waiting
       and ((o.status = 'pending' and o.available_at <= now())
@@ -291,7 +294,7 @@ folds (head, id, op, key, odoo_id, next_id, depth) as (
 firsts as (
     select c.model, c.lane, min(c.id) as first_id
     from candidates c
-    where c.fresh
+    where c.fresh and not c.alone
     group by c.model, c.lane
 ),
 -- a record's new events are placed together, as many as a fold or a batch takes (a hot
@@ -319,7 +322,7 @@ run_locked as (
 ),
 run_unbroken as (
     select r.first_id, r.id,
-           bool_and(r.id in (select id from run_locked) or r.id in (select id from candidates where fresh))
+           bool_and(r.id in (select id from run_locked) or r.id in (select id from candidates where fresh and not alone))
                over (partition by r.first_id order by r.pos) as unbroken
     from run r
 ),
@@ -399,6 +402,9 @@ plan as (
     from candidates c
     left join decided d on d.how = 'behind_walked' and d.pred_id = c.id
     where not c.fresh and c.id <> all(array(select id from lost))
+    union all
+    -- new events alone in their record: its head
+    select c.id, true, false, false, null, null, null from candidates c where c.fresh and c.alone
     union all
     -- woken by their predecessor's end: claimed when due
     select w.id, w.claimable and :batch_size > 0, false, false, null, null, null from woken w

@@ -4,6 +4,7 @@ discarding out of a chain, late-committed events, and an upgrade with events in 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -267,4 +268,57 @@ async def test_an_upgrade_with_events_in_flight_chains_them_in_id_order(
             await pool.close()
     finally:
         await conn.close()
+        test_databases.drop(dsn)
+
+
+async def test_an_upgrade_under_load_loses_and_reorders_nothing(test_databases: TestDatabases) -> None:
+    """Producers keep enqueueing while migration 0007 runs over a backlog (they wait for its lock, then
+    go on): afterwards every event is delivered once, each record's in id order."""
+    dsn = test_databases.clone()
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute("drop schema syncd cascade")
+        known = migrate.load_migrations()
+        await migrate.apply(admin, [m for m in known if m.version < 7])
+        sql = "select syncd.enqueue($1, 'upsert', $2, $3::text::jsonb)"
+        for i in range(300):
+            await admin.fetchval(sql, MODEL, f"k{i % 7}", json.dumps({"name": f"v{i}"}))
+        migrated = False
+        started = asyncio.Event()
+
+        async def produce() -> int:
+            n = 0
+            producer = await asyncpg.connect(dsn)
+            try:
+                while not migrated or n < 50:
+                    await producer.fetchval(sql, MODEL, f"k{n % 7}", json.dumps({"name": f"p{n}"}))
+                    n += 1
+                    started.set()
+            finally:
+                await producer.close()
+            return n
+
+        producing = asyncio.create_task(produce())
+        await started.wait()  # the producer is under way before the migration takes its lock
+        await migrate.apply(admin, known)
+        migrated = True
+        produced = await producing
+        settings = Settings.model_validate({"odoo": {"url": "http://127.0.0.1:9", "api_key": "x"}})
+        pool = await db.create_pool(dsn, settings.database)
+        try:
+            c = OutboxConsumer(settings, None, pool, dsn, "new")  # type: ignore[arg-type]  # no Odoo needed
+            applied: dict[str, list[int]] = {}
+            while events := await c.claim():
+                for e in events:
+                    applied.setdefault(e.key or "", []).append(e.id)
+                c.record([Outcome(e, "done", result_id=1) for e in events])
+            await c.flush()
+        finally:
+            await pool.close()
+        total = 300 + produced
+        assert await admin.fetchval("select count(*) from syncd.outbox where status = 'done'") == total
+        assert sum(len(v) for v in applied.values()) == total
+        assert all(v == sorted(v) for v in applied.values()), applied
+    finally:
+        await admin.close()
         test_databases.drop(dsn)

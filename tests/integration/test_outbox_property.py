@@ -71,6 +71,8 @@ class World:
         #: Per record, the highest event id applied and recorded done.
         self.done_up_to: dict[str, int] = {}
         self.produced: list[tuple[int, str, str, dict[str, Any]]] = []
+        #: Dead events made pending again: new events then, queued behind what their record has now.
+        self.redriven: set[int] = set()
 
     def new_slot(self) -> Slot:
         self.runs += 1
@@ -109,10 +111,13 @@ class World:
             members = [head, *folded.get(head.id, ())]
             key = head.key or ""
             first = min(e.id for e in members)
-            assert first > self.done_up_to.get(key, 0), f"{key}: event {first} applied after a later one"
+            redriven = any(e.id in self.redriven for e in members)
+            if not redriven:
+                assert first > self.done_up_to.get(key, 0), f"{key}: event {first} applied after a later one"
             if status == "done":
                 apply(self.state, key, head.op, head.payload)
-                self.done_up_to[key] = max(e.id for e in members)
+                if not redriven:
+                    self.done_up_to[key] = max(e.id for e in members)
             outcomes += [
                 Outcome(m, "retry" if status == "retry" else status, result_id=1, error="x", transient=True)
                 for m in members
@@ -147,9 +152,8 @@ class World:
             left = await self.pool.fetchval("select count(*) from syncd.outbox where status <> 'done'")
             if not left:
                 return
-            dead = await self.pool.fetchval("select count(*) from syncd.outbox where status = 'dead'")
-            if dead:
-                await self.pool.execute(db.queries["outbox_retry"], None)
+            retried = await self.pool.fetch(db.queries["outbox_retry"], None)
+            self.redriven.update(r["id"] for r in retried)
             await slot.consumer.housekeep()
         raise AssertionError("the outbox did not drain")
 
@@ -191,7 +195,6 @@ async def _example(databases: TestDatabases, plan: list[Step], fold_max: int, ba
             slot.held = []
         world.slots = [world.new_slot(), world.new_slot()]
         await pool.execute("update syncd.outbox set locked_until = now() - interval '1 second'")
-        world.done_up_to = {}  # redriven dead events apply after later ones: compare final state only
         await world.finish()
         rows = await pool.fetch("select id, status from syncd.outbox order by id")
         assert [r["status"] for r in rows] == ["done"] * len(world.produced)
