@@ -228,18 +228,21 @@ dead as (
     returning o.id, o.next_id
 ),
 candidates as materialized (
-    select o.id, o.model, o.lane, o.op, o.key, o.odoo_id, o.status, o.attempts, o.next_id,
+    select o.id, o.model, syncd.outbox_lane(o.key, o.odoo_id) as lane, o.op, o.key, o.odoo_id, o.status,
+           o.attempts, o.next_id,
            o.locked_by, not o.linked and o.status = 'pending' and o.attempts = 0 as fresh,
            -- the only unfinished event of its record (the usual case): its head, nothing to place.
            -- Later events first: behind a hot record that answers at once, and the earlier ones
            -- of a record are mostly finished events not vacuumed yet, which a probe steps over.
            -- (`order by … limit 1`: through outbox_lane_idx even when one record has most rows)
            (select e.id from syncd.outbox e
-            where e.unfinished and e.model = o.model and e.lane = o.lane and e.id > o.id
-            order by e.model, e.lane, e.id limit 1) is null
+            where e.unfinished and e.model = o.model and e.id > o.id
+              and syncd.outbox_lane(e.key, e.odoo_id) = syncd.outbox_lane(o.key, o.odoo_id)
+            order by e.model, syncd.outbox_lane(e.key, e.odoo_id), e.id limit 1) is null
            and (select e.id from syncd.outbox e
-                where e.unfinished and e.model = o.model and e.lane = o.lane and e.id < o.id
-                order by e.model desc, e.lane desc, e.id desc limit 1) is null as alone
+                where e.unfinished and e.model = o.model and e.id < o.id
+                  and syncd.outbox_lane(e.key, e.odoo_id) = syncd.outbox_lane(o.key, o.odoo_id)
+                order by e.model desc, syncd.outbox_lane(e.key, e.odoo_id) desc, e.id desc limit 1) is null as alone
     from syncd.outbox o
     where o.unfinished and not o.waiting
       and ((o.status = 'pending' and o.available_at <= now())
@@ -313,8 +316,9 @@ run as (
     cross join lateral (
         select e.id
         from syncd.outbox e
-        where e.unfinished and e.model = f.model and e.lane = f.lane and e.id >= f.first_id
-        order by e.model, e.lane, e.id
+        where e.unfinished and e.model = f.model and syncd.outbox_lane(e.key, e.odoo_id) = f.lane
+          and e.id >= f.first_id
+        order by e.model, syncd.outbox_lane(e.key, e.odoo_id), e.id
         limit greatest($11 + 1, :batch_size)
     ) e
 ),
@@ -349,8 +353,9 @@ placed as (
     left join lateral (
         select e.id, e.next_id, not e.linked and e.status = 'pending' and e.attempts = 0 as fresh
         from syncd.outbox e
-        where e.unfinished and e.model = g.model and e.lane = g.lane and e.id < g.first_id
-        order by e.model desc, e.lane desc, e.id desc
+        where e.unfinished and e.model = g.model and syncd.outbox_lane(e.key, e.odoo_id) = g.lane
+          and e.id < g.first_id
+        order by e.model desc, syncd.outbox_lane(e.key, e.odoo_id) desc, e.id desc
         limit 1
     ) lo on true
     -- with none: the record's next later event past the group (from the run), if it was placed
