@@ -240,6 +240,17 @@ class Database:
     round_trip_us: tuple[float, float] = (0.0, 0.0)
 
     @property
+    async def describe(self) -> None:
+        """Read the server's version, the settings the machine lines show, and one round trip."""
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            self.version = str(await conn.fetchval("show server_version"))
+            for name in ("fsync", "synchronous_commit", "shared_buffers", "autovacuum"):
+                self.settings[name] = str(await conn.fetchval(f"show {name}"))
+            self.round_trip_us = await round_trip(conn)
+        finally:
+            await conn.close()
+
     def local(self) -> bool:
         host = self.server.admin_dsn.split("@")[-1].split("/", 1)[0].split(":", 1)[0]
         return host in ("127.0.0.1", "localhost", "")
@@ -1045,14 +1056,7 @@ async def wait_idle(limit: float) -> None:
 
 async def bench(database: Database, sizes: Sizes, sections: set[str]) -> tuple[list[str], bool]:
     dsn = database.dsn
-    conn = await asyncpg.connect(dsn)
-    try:
-        database.version = str(await conn.fetchval("show server_version"))
-        for name in ("fsync", "synchronous_commit", "shared_buffers", "autovacuum"):
-            database.settings[name] = str(await conn.fetchval(f"show {name}"))
-        database.round_trip_us = await round_trip(conn)
-    finally:
-        await conn.close()
+    await database.describe()
     out = ["# Outbox benchmark", "", *machine_lines(database), ""]
     ok = True
     if "claim" in sections:

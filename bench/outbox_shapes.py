@@ -52,7 +52,7 @@ from typing import Any, Literal, cast
 import asyncpg
 
 from bench.fake_server import FakeProcess
-from bench.outbox import BATCH, Cpu, CpuMeter, Database, machine_lines, round_trip, say, verdict, wait_idle
+from bench.outbox import BATCH, Cpu, CpuMeter, Database, machine_lines, say, verdict, wait_idle
 from bench.report import markdown_table as table
 from syncd import db
 from syncd import loop as syncd_loop
@@ -796,14 +796,7 @@ class Options:
 
 
 async def bench(database: Database, options: Options) -> list[str]:
-    conn = await asyncpg.connect(database.dsn)
-    try:
-        database.version = str(await conn.fetchval("show server_version"))
-        for name in ("fsync", "synchronous_commit", "shared_buffers", "autovacuum"):
-            database.settings[name] = str(await conn.fetchval(f"show {name}"))
-        database.round_trip_us = await round_trip(conn)
-    finally:
-        await conn.close()
+    await database.describe()
     out = ["# Outbox backlog shapes (issue 11)", "", *machine_lines(database), ""]
     if "shapes" in options.sections:
         todo = options.backlogs or shapes(options.quick, options.groups)

@@ -173,6 +173,10 @@ def replica_env(dsn: str, odoo_url: str, instance: str) -> dict[str, str]:
         SYNCD_OUTBOX__BATCH_SIZE="50",
         SYNCD_OUTBOX__BACKOFF_BASE_SECONDS="0.5",
         SYNCD_OUTBOX__BACKOFF_MAX_SECONDS="5",
+        # The fake never runs a call that got no answer (a hang or a drop aborts it; a 504 is its
+        # answer before running it), so no old request can land late: no need to wait out Odoo's
+        # limit_time_real (120 s by default) before retrying one.
+        SYNCD_OUTBOX__TIMEOUT_FENCE_SECONDS="1",
         SYNCD_DAEMON__PROBE_INTERVAL_SECONDS="1",
         SYNCD_DAEMON__SHUTDOWN_GRACE_SECONDS="10",
         SYNCD_DAEMON__INSTANCE_ID=instance,

@@ -12,7 +12,10 @@ import asyncpg
 from syncd import db
 from syncd.config import DatabaseSettings, Settings
 from syncd.odoo import OdooClient
+from syncd.outbox.consumer import OutboxConsumer
 from syncd.testing import FakeOdoo, FakeOdooServer
+
+MODEL = "res.partner"
 
 
 @dataclass
@@ -38,3 +41,49 @@ async def outbox_env(fake: FakeOdoo, dsn: str, **odoo: Any) -> AsyncIterator[Out
                 yield OutboxEnv(fake, client, pool, dsn, settings)
         finally:
             await pool.close()
+
+
+class Rig:
+    """One consumer's view for claim-level tests: consumers with settings overridden, enqueue into
+    ``res.partner``, rows, and the rows that reached the fake's load()."""
+
+    def __init__(self, env: OutboxEnv) -> None:
+        self.fake, self.odoo, self.pool, self.dsn, self.settings = (
+            env.fake,
+            env.odoo,
+            env.pool,
+            env.dsn,
+            env.settings,
+        )
+
+    def consumer(self, name: str = "me", pool: asyncpg.Pool | None = None, **outbox: Any) -> OutboxConsumer:
+        settings = self.settings.model_copy(update={"outbox": self.settings.outbox.model_copy(update=outbox)})
+        return OutboxConsumer(settings, self.odoo, pool or self.pool, self.dsn, name)
+
+    async def enqueue(
+        self, key: str | None, payload: dict[str, Any] | None, op: str = "upsert", odoo_id: int | None = None
+    ) -> int:
+        return int(
+            await self.pool.fetchval("select syncd.enqueue($1, $2, $3, $4, $5)", MODEL, op, key, payload, odoo_id)
+        )  # fmt: skip
+
+    async def row(self, event_id: int) -> asyncpg.Record:
+        row = await self.pool.fetchrow("select * from syncd.outbox where id = $1", event_id)
+        assert row is not None
+        return row
+
+    async def statuses(self, *event_ids: int) -> list[str]:
+        return [(await self.row(i))["status"] for i in event_ids]
+
+    async def expire_leases(self) -> None:
+        await self.pool.execute("update syncd.outbox set locked_until = now() - interval '1 second'")
+
+    def loads_of(self, key: str) -> list[list[Any]]:
+        """The rows of ``key`` in the load() calls the fake received, in order."""
+        return [
+            row
+            for call in self.fake.calls
+            if call.method == "load"
+            for row in (call.kwargs.get("data") or (call.args[1] if len(call.args) > 1 else []))
+            if row and str(row[0]).endswith(f"__k_{key}")
+        ]

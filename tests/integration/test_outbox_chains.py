@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
 import pytest
@@ -15,58 +14,18 @@ import pytest
 from syncd import db, migrate
 from syncd.config import Settings
 from syncd.daemon import run_holder
-from syncd.odoo import OdooClient
 from syncd.outbox.consumer import Event, OutboxConsumer, Outcome, discard_events
 from syncd.testing import FakeOdoo
 from syncd.testing.postgres import TestDatabases
-from tests.integration.outbox_support import outbox_env
+from tests.integration.outbox_support import MODEL, Rig, outbox_env
 
 pytestmark = pytest.mark.integration
-
-MODEL = "res.partner"
-
-
-class Rig:
-    def __init__(self, fake: FakeOdoo, odoo: OdooClient, pool: asyncpg.Pool, dsn: str, settings: Settings):
-        self.fake, self.odoo, self.pool, self.dsn, self.settings = fake, odoo, pool, dsn, settings
-
-    def consumer(self, name: str = "me", **outbox: Any) -> OutboxConsumer:
-        settings = self.settings.model_copy(update={"outbox": self.settings.outbox.model_copy(update=outbox)})
-        return OutboxConsumer(settings, self.odoo, self.pool, self.dsn, name)
-
-    async def enqueue(
-        self, key: str | None, payload: dict[str, Any] | None, op: str = "upsert", odoo_id: int | None = None
-    ) -> int:
-        return int(
-            await self.pool.fetchval("select syncd.enqueue($1, $2, $3, $4, $5)", MODEL, op, key, payload, odoo_id)
-        )  # fmt: skip
-
-    async def row(self, event_id: int) -> asyncpg.Record:
-        row = await self.pool.fetchrow("select * from syncd.outbox where id = $1", event_id)
-        assert row is not None
-        return row
-
-    async def statuses(self, *event_ids: int) -> list[str]:
-        return [(await self.row(i))["status"] for i in event_ids]
-
-    async def expire_leases(self) -> None:
-        await self.pool.execute("update syncd.outbox set locked_until = now() - interval '1 second'")
-
-    def loads_of(self, key: str) -> list[list[Any]]:
-        """The rows of ``key`` in the load() calls the fake received, in order."""
-        return [
-            row
-            for call in self.fake.calls
-            if call.method == "load"
-            for row in (call.kwargs.get("data") or (call.args[1] if len(call.args) > 1 else []))
-            if row and str(row[0]).endswith(f"__k_{key}")
-        ]
 
 
 @pytest.fixture
 async def r(db_dsn: str) -> AsyncIterator[Rig]:
     async with outbox_env(FakeOdoo(demo_data=True), db_dsn) as env:
-        yield Rig(env.fake, env.odoo, env.pool, env.dsn, env.settings)
+        yield Rig(env)
 
 
 def ids(events: list[Event]) -> list[int]:

@@ -7,23 +7,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
 import pytest
 
 from syncd import db
-from syncd.config import DatabaseSettings, Settings
+from syncd.config import DatabaseSettings
 from syncd.embedded import free_port
 from syncd.errors import DatabaseUnavailable
-from syncd.odoo import OdooClient
-from syncd.outbox.consumer import Event, OutboxConsumer, Outcome, read_counts
+from syncd.outbox.consumer import Event, Outcome, read_counts
 from syncd.testing import FakeOdoo
-from tests.integration.outbox_support import outbox_env
+from tests.integration.outbox_support import Rig, outbox_env
 
 pytestmark = pytest.mark.integration
 
-MODEL = "res.partner"
 #: Updates and heap-only (in-place) updates of syncd.outbox in the current transaction.
 HOT_COUNTS = """select n_tup_upd as updated, n_tup_hot_upd as hot from pg_stat_xact_user_tables
                 where relid = 'syncd.outbox'::regclass"""
@@ -31,34 +28,10 @@ HOT_COUNTS = """select n_tup_upd as updated, n_tup_hot_upd as hot from pg_stat_x
 CLAIM_ARGS = ("hot", 60.0, [], [], [], [], [], [], [], 10, 99)
 
 
-class Rig:
-    def __init__(self, fake: FakeOdoo, odoo: OdooClient, pool: asyncpg.Pool, dsn: str, settings: Settings):
-        self.fake, self.odoo, self.pool, self.dsn, self.settings = fake, odoo, pool, dsn, settings
-
-    def consumer(self, name: str = "me", pool: asyncpg.Pool | None = None, **outbox: Any) -> OutboxConsumer:
-        settings = self.settings.model_copy(update={"outbox": self.settings.outbox.model_copy(update=outbox)})
-        return OutboxConsumer(settings, self.odoo, pool or self.pool, self.dsn, name)
-
-    async def enqueue(
-        self, key: str | None, payload: dict[str, Any], op: str = "upsert", odoo_id: int | None = None
-    ) -> int:
-        return int(
-            await self.pool.fetchval("select syncd.enqueue($1, $2, $3, $4, $5)", MODEL, op, key, payload, odoo_id)
-        )  # fmt: skip
-
-    async def row(self, event_id: int) -> asyncpg.Record:
-        row = await self.pool.fetchrow("select * from syncd.outbox where id = $1", event_id)
-        assert row is not None
-        return row
-
-    async def expire_leases(self) -> None:
-        await self.pool.execute("update syncd.outbox set locked_until = now() - interval '1 second'")
-
-
 @pytest.fixture
 async def r(db_dsn: str) -> AsyncIterator[Rig]:
     async with outbox_env(FakeOdoo(demo_data=True), db_dsn) as env:
-        yield Rig(env.fake, env.odoo, env.pool, env.dsn, env.settings)
+        yield Rig(env)
 
 
 def ids(events: list[Event]) -> list[int]:
