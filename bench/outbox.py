@@ -239,7 +239,6 @@ class Database:
     #: one ``select 1`` round trip: (wall µs, client CPU µs)
     round_trip_us: tuple[float, float] = (0.0, 0.0)
 
-    @property
     async def describe(self) -> None:
         """Read the server's version, the settings the machine lines show, and one round trip."""
         conn = await asyncpg.connect(self.dsn)
@@ -251,6 +250,7 @@ class Database:
         finally:
             await conn.close()
 
+    @property
     def local(self) -> bool:
         host = self.server.admin_dsn.split("@")[-1].split("/", 1)[0].split(":", 1)[0]
         return host in ("127.0.0.1", "localhost", "")
@@ -546,7 +546,8 @@ class ClaimBench:
             batches = 0
             ids: list[int] = []
             while True:
-                args: tuple[Any, ...] = (me, 120.0, ids, [None] * len(ids), [], [], [], [], [])
+                # max_attempts 10, folds of up to 1,000 (outbox's defaults)
+                args: tuple[Any, ...] = (me, 120.0, ids, [None] * len(ids), [], [], [], [], [], 10, 999)
                 if self._midway(batches, loop_no):
                     self.explained.append(await explain(conn, "syncd outbox_claim", claim, *args))
                 t0 = time.perf_counter()

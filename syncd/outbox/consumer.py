@@ -53,6 +53,8 @@ log = logging.getLogger("syncd.outbox")
 FIELDS_TTL_SECONDS = 300.0
 #: Upper bound of the consumer's own pause after batches that failed transiently as a whole.
 MAX_CONSUMER_BACKOFF = 30.0
+#: Claims run again at once, at most, when one left new events to place and claimed nothing.
+DEFERRED_RECLAIMS = 5
 #: Seconds between housekeeping rounds (retention, gauges).
 HOUSEKEEPING_EVERY = 30.0
 #: Seconds between counts of done events for the gauge: that count reads the table with its retained
@@ -124,6 +126,8 @@ class OutboxConsumer:
         self._outcomes: list[Outcome] = []
         self._outcomes_ready = asyncio.Event()
         self._claim_sql = claim_query(self.cfg.batch_size)
+        #: The last statement left new events of a record for the next claim to place.
+        self._deferred = False
         self._flush_sql = claim_query(0)
         self._listen_failed = False
         #: The last count of done events and when it was taken (see DONE_COUNT_EVERY).
@@ -285,8 +289,18 @@ class OutboxConsumer:
     # ------------------------------------------------------------------------------------ claim
     async def claim(self) -> list[Event]:
         """Lease the next batch, in the statement that also records the outcomes waiting to be
-        written. Raises SyncdError when PostgreSQL fails; the outcomes then stay queued."""
-        return await self._statement(self._claim_sql)
+        written. Raises SyncdError when PostgreSQL fails; the outcomes then stay queued.
+
+        A claim may leave a record's new events for the next one to place (another consumer was
+        placing the record's earlier events, or this statement changed the record's queue); when
+        that left it empty-handed it claims again at once, so that an empty claim means that nothing
+        is claimable now (``drain()`` stops at one)."""
+        events = await self._statement(self._claim_sql)
+        for _ in range(DEFERRED_RECLAIMS):
+            if events or not self._deferred:
+                break
+            events = await self._statement(self._claim_sql)
+        return events
 
     async def flush(self) -> None:
         """Record the waiting outcomes now, leasing nothing."""
@@ -345,9 +359,11 @@ class OutboxConsumer:
         events: list[Event] = []
         done_seconds: Sequence[float] = ()
         reclaimed: list[tuple[int, str]] = []
+        self._deferred = False
         for r in rows:
             if r[0] is None:
                 done_seconds = r[9] or ()
+                self._deferred = bool(r[11])
             else:
                 events.append(Event(r[0], r[1], r[2], r[3], r[4], loads(r[5]), r[6], r[7]))
                 if r[8] is not None:

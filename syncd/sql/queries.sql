@@ -203,9 +203,11 @@ from syncd.outbox where unfinished and status = 'pending';
 -- The batch size is written into the text (`limit :batch_size`) rather than passed: with a
 -- constant LIMIT PostgreSQL keeps one generic plan for the prepared statement.
 -- Returns the claimed events (fold_of: the head an event is folded into), then, when anything was
--- finished, one row with the done events' enqueue-to-done seconds and the woken events this
--- snapshot could not see (committed after it started: the caller wakes them in a statement of
--- its own).
+-- finished or new events were left for the next claim to place, one row with the done events'
+-- enqueue-to-done seconds, the woken events this snapshot could not see (committed after it
+-- started: the caller wakes them in a statement of its own), and whether new events were left
+-- (`deferred`: an empty claim then does not mean that nothing is claimable; the caller claims
+-- again).
 with recursive done as (
     update syncd.outbox o
     set status = 'done', done_at = now(), result_id = ($4::bigint[])[width_bucket(o.id, $3::bigint[])],
@@ -367,15 +369,22 @@ placed as (
     ) hi on true
 ),
 decided as (
+    -- how: 'head' (the first is the record's head), 'behind_walked' (behind a head this statement
+    -- claims), 'behind' (behind the record's last event, locked below); 'wait': left for the next
+    -- claim, which will place them (another consumer was placing the record, or this statement
+    -- changes its queue); 'after': left until the record's queue has moved on (its last event waits
+    -- out a backoff, or an event committed late waits for the record's queue to drain)
     select p.first_id, p.ids, p.pred_id,
            case
                -- (unless that event is finished by this statement with nothing behind it)
                when p.pred_id is null then
                    case when not p.placed_above then 'head'
                         when (select f.next_id is null from finished f where f.id = p.above_id) then 'head'
-                        else 'wait' end
-               -- another consumer is placing it, or the chain has moved on: the next claim places these
-               when p.pred_fresh or p.pred_next is not null then 'wait'
+                        else 'after' end
+               -- another consumer is placing it
+               when p.pred_fresh then 'wait'
+               -- the queue has moved on past these (they committed late)
+               when p.pred_next is not null then 'after'
                -- finished by this statement with nothing queued behind it (its latest version): the
                -- record has nothing else unfinished before these, the first is its head
                when p.pred_id in (select id from finished) then
@@ -383,7 +392,7 @@ decided as (
                         then 'head' else 'wait' end
                -- retried, or an outcome for a lease that another consumer took over: these wait
                when p.pred_id = any($3::bigint[]) or p.pred_id = any($5::bigint[])
-                    or p.pred_id = any($8::bigint[]) then 'wait'
+                    or p.pred_id = any($8::bigint[]) then 'after'
                when p.pred_id in (select id from woken)
                     or p.pred_id in (select id from folds) then 'wait'
                when p.pred_id in (select id from candidates) then
@@ -447,7 +456,7 @@ claimed as (
               p.fold_of, p.prev_holder
 )
 select id, model, op, key, odoo_id, payload, attempts, fold_of, prev_holder,
-       null::float8[] as done_seconds, null::bigint[] as unseen
+       null::float8[] as done_seconds, null::bigint[] as unseen, null::boolean as deferred
 from claimed
 where claim
 union all
@@ -455,8 +464,10 @@ select null, null, null, null, null, null, null, null, null,
        (select array_agg(seconds) from done),
        array(select f.next_id from finished f
              where f.next_id is not null and f.next_id <> all(array(select id from finished))
-               and f.next_id not in (select id from claimed))
-where exists (select from finished);
+               and f.next_id not in (select id from claimed)),
+       exists (select from decided where how = 'wait')
+       or exists (select from decided d where d.how = 'behind' and d.first_id not in (select first_id from behind))
+where exists (select from finished) or exists (select from decided where how in ('wait', 'behind'));
 
 -- outbox_extend_lease --
 update syncd.outbox set locked_until = now() + make_interval(secs => $3)

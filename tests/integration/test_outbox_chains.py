@@ -281,3 +281,28 @@ async def test_an_upgrade_under_load_loses_and_reorders_nothing(test_databases: 
     finally:
         await admin.close()
         test_databases.drop(dsn)
+
+
+async def test_two_consumers_stop_at_an_empty_claim_only_when_nothing_is_claimable(r: Rig) -> None:
+    """Each stops at its first empty claim (as a drain does): a claim that left a record's new events
+    for the next one to place (the other consumer was placing that record) claims again instead of
+    answering empty, so nothing claimable is left behind."""
+    await r.pool.execute(
+        """insert into syncd.outbox (model, op, key, payload)
+           select $1, 'upsert', 'k' || (g % 300), jsonb_build_object('name', 'n' || g)
+           from generate_series(1, 3000) g""",
+        MODEL,
+    )
+
+    async def drain(name: str) -> None:
+        c = r.consumer(name, batch_size=50)
+        while events := await c.claim():
+            c.record([Outcome(e, "done", result_id=1) for e in events])
+        await c.flush()
+
+    await asyncio.gather(drain("a"), drain("b"))
+    left = await r.pool.fetch(
+        "select id, key, status, waiting, linked, next_id, attempts from syncd.outbox where status <> 'done'"
+        " order by key, id"
+    )
+    assert [dict(x) for x in left] == []
