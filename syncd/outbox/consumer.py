@@ -341,10 +341,6 @@ class OutboxConsumer:
                         self.cfg.max_attempts,
                         self.cfg.fold_max_events - 1,
                     )
-                    unseen = rows[-1][10] if rows and rows[-1][0] is None else None
-                    if unseen:
-                        # Woken by this statement but queued after its snapshot began: wake them now.
-                        await conn.execute(db.queries["outbox_wake"], unseen)
         except (DatabaseUnavailable, asyncio.CancelledError):
             self._outcomes[:0] = outcomes  # PostgreSQL away, or shutting down: the next statement writes them
             raise
@@ -355,6 +351,16 @@ class OutboxConsumer:
                 log.warning("outbox: the outcomes of %d events were not recorded; their events return when"
                             " their lease ends", len(outcomes))  # fmt: skip
             raise
+        unseen = rows[-1][10] if rows and rows[-1][0] is None else None
+        if unseen:
+            # Woken by that statement but queued after its snapshot began: wake them now. Should this
+            # fail, housekeeping wakes them (outbox_wake without ids) within HOUSEKEEPING_EVERY.
+            try:
+                with db.translate_errors("waking outbox events"):
+                    async with self.pool.acquire() as conn:
+                        await conn.execute(db.queries["outbox_wake"], unseen)
+            except SyncdError as e:
+                log.warning("outbox: could not wake events %s (%s); housekeeping will", unseen, e)
         loads = db.loads_json  # never raises: JSON Python cannot read kills only its event
         events: list[Event] = []
         done_seconds: Sequence[float] = ()
