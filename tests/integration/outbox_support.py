@@ -12,7 +12,7 @@ import asyncpg
 from syncd import db
 from syncd.config import DatabaseSettings, Settings
 from syncd.odoo import OdooClient
-from syncd.outbox.consumer import OutboxConsumer
+from syncd.outbox.consumer import Event, OutboxConsumer
 from syncd.testing import FakeOdoo, FakeOdooServer
 
 MODEL = "res.partner"
@@ -87,3 +87,7 @@ class Rig:
             for row in (call.kwargs.get("data") or (call.args[1] if len(call.args) > 1 else []))
             if row and str(row[0]).endswith(f"__k_{key}")
         ]
+
+
+def ids(events: list[Event]) -> list[int]:
+    return [e.id for e in events]

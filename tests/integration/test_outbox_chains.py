@@ -17,7 +17,7 @@ from syncd.daemon import run_holder
 from syncd.outbox.consumer import Event, OutboxConsumer, Outcome, discard_events
 from syncd.testing import FakeOdoo
 from syncd.testing.postgres import TestDatabases
-from tests.integration.outbox_support import MODEL, Rig, outbox_env
+from tests.integration.outbox_support import MODEL, Rig, ids, outbox_env
 
 pytestmark = pytest.mark.integration
 
@@ -26,10 +26,6 @@ pytestmark = pytest.mark.integration
 async def r(db_dsn: str) -> AsyncIterator[Rig]:
     async with outbox_env(FakeOdoo(demo_data=True), db_dsn) as env:
         yield Rig(env)
-
-
-def ids(events: list[Event]) -> list[int]:
-    return [e.id for e in events]
 
 
 async def test_a_hot_records_upserts_are_folded_into_few_calls_ending_with_its_last_values(r: Rig) -> None:
@@ -190,6 +186,19 @@ async def test_housekeeping_wakes_an_event_whose_predecessor_finished_without_wa
     assert await c.claim() == []
     await c.housekeep()
     assert ids(await c.claim()) == [e[1]]
+
+
+async def test_outbox_wake_wakes_only_events_whose_predecessor_is_finished(r: Rig) -> None:
+    """The follow-up of a claim that finished an event whose successor it could not see (queued after
+    its snapshot began): outbox_wake with those ids wakes exactly the events nothing unfinished points at."""
+    a = [await r.enqueue("a", {"name": f"a{i}"}) for i in range(2)]
+    b = [await r.enqueue("b", {"name": f"b{i}"}) for i in range(2)]
+    c = r.consumer(fold_max_events=1)
+    assert ids(await c.claim()) == [a[0], b[0]]  # a[1], b[1] queue behind them
+    await r.pool.execute("update syncd.outbox set status = 'done', done_at = now() where id = $1", a[0])
+    woken = await r.pool.fetch(db.queries["outbox_wake"], [a[1], b[1]])
+    assert [x["id"] for x in woken] == [a[1]]  # b[0] is still in flight: b[1] keeps waiting
+    assert [(await r.row(i))["waiting"] for i in (a[1], b[1])] == [False, True]
 
 
 async def test_an_upgrade_with_events_in_flight_chains_them_in_id_order(

@@ -15,9 +15,9 @@ from syncd import db
 from syncd.config import DatabaseSettings
 from syncd.embedded import free_port
 from syncd.errors import DatabaseUnavailable
-from syncd.outbox.consumer import Event, Outcome, read_counts
+from syncd.outbox.consumer import Outcome, read_counts
 from syncd.testing import FakeOdoo
-from tests.integration.outbox_support import Rig, outbox_env
+from tests.integration.outbox_support import Rig, ids, outbox_env
 
 pytestmark = pytest.mark.integration
 
@@ -32,10 +32,6 @@ CLAIM_ARGS = ("hot", 60.0, [], [], [], [], [], [], [], 10, 99)
 async def r(db_dsn: str) -> AsyncIterator[Rig]:
     async with outbox_env(FakeOdoo(demo_data=True), db_dsn) as env:
         yield Rig(env)
-
-
-def ids(events: list[Event]) -> list[int]:
-    return [e.id for e in events]
 
 
 async def test_outcomes_ride_on_the_next_claim(r: Rig) -> None:
