@@ -13,6 +13,7 @@ from syncd.embedded import free_port
 from syncd.testing import FakeOdoo, FakeOdooServer
 from syncd.testing.postgres import TestDatabases
 from tests.e2e.helpers import clean_env, syncd_async
+from tests.odoo_targets import OdooTarget, Protocol
 
 pytestmark = pytest.mark.e2e
 
@@ -35,14 +36,21 @@ def _env(dsn: str, url: str, **extra: str) -> dict[str, str]:
     return clean_env(**{**base, **extra})
 
 
+def _target_env(dsn: str, odoo: OdooTarget, protocol: Protocol = "json2", **extra: str) -> dict[str, str]:
+    """``syncd check`` against the fake or the real Odoo (``odoo_target`` runs each test on both)."""
+    return clean_env(
+        **{"SYNCD_DATABASE__DSN": dsn, "SYNCD_CDC__MODELS": MODELS, **odoo.env(protocol), **extra}
+    )
+
+
 def _row(out: str, name: str) -> str:
     lines = [line for line in out.splitlines() if line.startswith(name + " ")]
     assert lines, f"no row {name!r} in:\n{out}"
     return lines[0]
 
 
-async def test_check_all_green(db_dsn: str, odoo: FakeOdooServer) -> None:
-    r = await syncd_async("check", env=_env(db_dsn, odoo.url))
+async def test_check_all_green(db_dsn: str, odoo_target: OdooTarget) -> None:
+    r = await syncd_async("check", env=_target_env(db_dsn, odoo_target))
     assert r.code == 0, r.out + r.err
     assert r.out.splitlines()[0].split() == ["CHECK", "RESULT", "DETAIL"]
     for name in ("config", "postgres", "schema", "odoo", "odoo credentials", "model res.partner"):
@@ -52,9 +60,9 @@ async def test_check_all_green(db_dsn: str, odoo: FakeOdooServer) -> None:
     assert "admin" not in _row(r.out, "postgres")
 
 
-async def test_check_over_jsonrpc_with_a_password(db_dsn: str, odoo: FakeOdooServer) -> None:
-    env = _env(db_dsn, odoo.url, SYNCD_ODOO__PASSWORD="admin")
-    del env["SYNCD_ODOO__API_KEY"]
+async def test_check_over_jsonrpc_with_a_password(db_dsn: str, odoo_target: OdooTarget) -> None:
+    env = _target_env(db_dsn, odoo_target, "jsonrpc", SYNCD_ODOO__PROTOCOL="auto")
+    assert "SYNCD_ODOO__API_KEY" not in env
     r = await syncd_async("check", env=env)
     assert r.code == 0, r.out + r.err
     assert "protocol jsonrpc" in _row(r.out, "odoo")
@@ -62,26 +70,28 @@ async def test_check_over_jsonrpc_with_a_password(db_dsn: str, odoo: FakeOdooSer
 
 
 @pytest.mark.parametrize("protocol", ["json2", "jsonrpc"])
-async def test_wrong_credentials_exit_1(db_dsn: str, odoo: FakeOdooServer, protocol: str) -> None:
-    env = _env(db_dsn, odoo.url, SYNCD_ODOO__API_KEY="not-the-key-xyz", SYNCD_ODOO__PROTOCOL=protocol)
+async def test_wrong_credentials_exit_1(db_dsn: str, odoo_target: OdooTarget, protocol: Protocol) -> None:
+    env = _target_env(
+        db_dsn, odoo_target, "json2", SYNCD_ODOO__API_KEY="not-the-key-xyz", SYNCD_ODOO__PROTOCOL=protocol
+    )
     r = await syncd_async("check", env=env)
     assert r.code == 1, r.out + r.err
     assert "FAIL" in _row(r.out, "odoo credentials")
     assert "not-the-key-xyz" not in r.out + r.err
 
 
-async def test_missing_and_computed_fields_are_named(db_dsn: str, odoo: FakeOdooServer) -> None:
+async def test_missing_and_computed_fields_are_named(db_dsn: str, odoo_target: OdooTarget) -> None:
     models = json.dumps([{"model": "res.partner", "fields": ["name", "no_such_field", "display_name"]}])
-    r = await syncd_async("check", env=_env(db_dsn, odoo.url, SYNCD_CDC__MODELS=models))
+    r = await syncd_async("check", env=_target_env(db_dsn, odoo_target, SYNCD_CDC__MODELS=models))
     assert r.code == 1
     row = _row(r.out, "model res.partner")
     assert "'no_such_field' does not exist" in row
     assert "'display_name' of res.partner is computed" in row
 
 
-async def test_unknown_model_is_reported(db_dsn: str, odoo: FakeOdooServer) -> None:
+async def test_unknown_model_is_reported(db_dsn: str, odoo_target: OdooTarget) -> None:
     models = json.dumps([{"model": "x.nothing"}])
-    r = await syncd_async("check", env=_env(db_dsn, odoo.url, SYNCD_CDC__MODELS=models))
+    r = await syncd_async("check", env=_target_env(db_dsn, odoo_target, SYNCD_CDC__MODELS=models))
     assert r.code == 1
     assert "FAIL" in _row(r.out, "model x.nothing")
 
