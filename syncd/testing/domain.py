@@ -6,8 +6,10 @@ the model (unknown field or operator → the ValueError Odoo raises) and compile
 domain, so a keyset query can start from a sorted index instead of scanning every record.
 
 Datetime comparisons use Odoo's whole-second semantics (recorded in ``odoo-wire/c.txt``): the value is
-truncated to the second (a bare date designates the whole day), ``= X`` matches ``[X, X+1s)``, ``> X``
-means ``>= X+1s``, ``<= X`` means ``< X+1s``; ordering still uses the microseconds.
+truncated to the second, ``= X`` matches ``[X, X+1s)``, ``> X`` means ``>= X+1s``, ``<= X`` means
+``< X+1s``; ordering still uses the microseconds. A bare date is its midnight: a whole day for ``>``
+and ``<=`` (``> D`` means from the next day on) but one second for ``=`` and ``!=``, as in Odoo 19's
+``_optimize_type_datetime`` (checked against the real server by ``tests/integration/test_fake_vs_real.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 from syncd.testing import errors
 from syncd.testing.fields import RELATIONAL, X2MANY, FieldSpec, ModelSpec
 from syncd.testing.store import Row, View
-from syncd.testing.values import parse_domain_date, parse_domain_datetime
+from syncd.testing.values import ONE_SECOND, parse_domain_date, parse_domain_datetime
 
 Pred = Callable[[int, Row], bool]
 Getter = Callable[[int, Row], Any]
@@ -290,9 +292,9 @@ class Compiler:
         if _is_empty(value) and spec.type not in ("boolean", "integer", "float", "monetary"):
             get = self.getter(spec)
             return self._call(lambda rid, row: _is_empty(get(rid, row)))
-        if spec.type == "datetime":
-            low, unit = parse_domain_datetime(value)
-            return self._range(spec, low, low + unit)
+        if spec.type == "datetime":  # the whole second; a bare date is its midnight's second, not its day
+            low, _ = parse_domain_datetime(value)
+            return self._range(spec, low, low + ONE_SECOND)
         if spec.type == "date":
             value = parse_domain_date(value)
         elif spec.type == "boolean":

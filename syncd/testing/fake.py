@@ -4,6 +4,26 @@ The direct API (``create``, ``write``, ``search_read``…) has the same semantic
 is one transaction sharing one ``write_date``, errors are :class:`~syncd.testing.errors.FakeOdooError` with
 Odoo's names and messages. ``begin()`` opens a transaction that stays invisible until committed, stamped at
 its start: the "long transaction commits rows whose write_date is already in the past" case.
+
+The answers are checked against a real Odoo 19 by ``tests/integration/test_fake_vs_real.py`` (datetime
+domains, the order inside one second, ``load()`` messages and errors, missing ids, the error shapes of
+both transports), and syncd's end-to-end scenarios run on both (``tests/e2e/test_odoo_scenarios.py``).
+What the fake still does differently, on purpose, and why that is safe for the tests built on it:
+
+* **Speed and concurrency.** One process, one lock, microseconds per call; a real Odoo takes 10–50 ms
+  per call and runs calls side by side. Timings are measured against the real server (``bench/``),
+  never against the fake. A row held by a :meth:`begin` transaction fails a writer at once with
+  Odoo's serialization failure, where Odoo first retries for up to ~17 s; the error is the same.
+* **Bare dates in datetime domains** mean UTC midnight here; Odoo reads them in the user's timezone.
+  syncd's cursor only ever sends full ``YYYY-MM-DD HH:MM:SS`` values, which both read as UTC.
+* **The unknown-database error** names PostgreSQL port 5432 (the fake has no PostgreSQL); only the
+  error's name and class matter to syncd.
+* **Not modelled**: creating fields through ``ir.model.fields`` (declare them with
+  :meth:`FakeOdoo.declare_model`), workflow methods such as ``sale.order.action_confirm``, webhooks
+  of ``base_automation``, and the access rules of users other than admin-like ones. Scenarios that
+  need them run against the real Odoo only (``real_odoo``).
+* **Fault injection** (``faults``: 5xx, hangs, dropped connections, late commits, in-band ``load()``
+  conflicts) exists only here; a real Odoo is never made to fail on purpose.
 """
 
 from __future__ import annotations

@@ -189,15 +189,19 @@ def same_second(fake: FakeOdoo) -> tuple[int, int]:
         (">=", "2026-11-22 19:41:55.061312", True),
         (">", "2026-11-22 19:41:54", True),
         ("<", "2026-11-22 19:41:56", True),
-        ("=", "2026-11-22", True),
-        (">", "2026-11-22", False),
+        ("=", "2026-11-22", False),  # a bare date is its midnight: "=" is that one second...
+        ("!=", "2026-11-22", True),
+        ("=", "2026-11-22 00:00:00", False),
+        (">", "2026-11-22", False),  # ...and the whole day for ">" and "<=" (measured on a real Odoo 19)
+        (">=", "2026-11-22", True),
         ("<=", "2026-11-22", True),
+        ("<", "2026-11-23", True),
     ],
 )
 def test_datetime_comparisons_have_whole_second_semantics(
     fake: FakeOdoo, same_second: tuple[int, int], operator: str, value: str, matches: bool
 ) -> None:
-    # c.4: the value loses its microseconds and "=" covers the whole second (a bare date: the whole day)
+    # c.4: the value loses its microseconds and "=" covers the whole second
     domain = [("id", "in", list(same_second)), ("write_date", operator, value)]
     assert sorted(fake.search("res.partner", domain)) == (sorted(same_second) if matches else [])
 
