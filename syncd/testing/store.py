@@ -46,6 +46,10 @@ class View(Protocol):
     def xmlid_lookup(self, module: str, name: str) -> int | None: ...
 
 
+#: The lock key of an external id (module, name): ir_model_data's unique index.
+XMLID_LOCK = "ir.model.data#xmlid"
+
+
 class Table:
     """The committed rows of one model, with lazily built sorted indexes on ``(write_date, id)`` and ``id``."""
 
@@ -106,7 +110,7 @@ class Store:
         self.specs: dict[str, ModelSpec] = {}
         self.tables: dict[str, Table] = {}
         self.lock = threading.RLock()
-        self.row_locks: dict[tuple[str, int], Transaction] = {}
+        self.row_locks: dict[tuple[str, int | tuple[str, str]], Transaction] = {}
         self.xmlids: dict[tuple[str, str], int] = {}
         #: users with every access right (the others get AccessError on admin-only models)
         self.admin_uids: set[int] = {1, 2}
@@ -174,7 +178,7 @@ class Transaction:
         self.rollback_only = False
         self.changes: dict[str, dict[int, Row | None]] = {}
         self.xmlid_changes: dict[tuple[str, str], int | None] = {}
-        self._locked: set[tuple[str, int]] = set()
+        self._locked: set[tuple[str, int | tuple[str, str]]] = set()
         self._callbacks: list[Callable[[], None]] = []
 
     def __repr__(self) -> str:
@@ -217,7 +221,7 @@ class Transaction:
         if self.state != "open":
             raise RuntimeError(f"transaction is {self.state}")
 
-    def _lock(self, model: str, rid: int) -> None:
+    def _lock(self, model: str, rid: int | tuple[str, str]) -> None:
         key = (model, rid)
         holder = self._store.row_locks.get(key)
         if holder is not None and holder is not self:
@@ -258,6 +262,10 @@ class Transaction:
         self.changes.setdefault(model, {})[rid] = None
 
     def set_xmlid(self, module: str, name: str, imd_id: int | None) -> None:
+        # ir_model_data's unique (module, name) index: a second transaction creating the same external
+        # id waits for the first (Odoo then retries it as a serialization failure and finds the record)
+        self._check_open()
+        self._lock(XMLID_LOCK, (module, name))
         self.xmlid_changes[(module, name)] = imd_id
 
     # ------------------------------------------------------------------ ending

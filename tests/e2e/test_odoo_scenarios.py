@@ -305,6 +305,8 @@ async def test_kill_9_mid_delivery_leaves_exactly_one_record_per_key(scn: Scenar
                   SYNCD_OUTBOX__LEASE_SECONDS="2", SYNCD_OUTBOX__POLL_INTERVAL_SECONDS="0.2",
                   SYNCD_OUTBOX__TIMEOUT_FENCE_SECONDS="1")  # fmt: skip
     total = keys * rounds
+    if scn.odoo.fake is not None:  # as slow as a real Odoo's load(), so that the kill lands mid-delivery
+        scn.odoo.fake.faults.latency_seconds = 0.05
 
     async def done_at_least(n: int) -> bool:
         return int(await scn.conn.fetchval("select count(*) from syncd.outbox where status = 'done'")) >= n
