@@ -18,7 +18,7 @@ disturbs them alike; the tables give each round's value and the median.
    syncd's own log line), against *naive* (a plain ``search_read`` offset loop ordered by id, each
    page COPYed into a table, one after the other) and Odoo's *pages alone* limit: every page fetched,
    nothing written, at page sizes ``--page-sizes``, both with syncd's cursor (write-date order,
-   :class:`~syncd.cdc.cursor.Cursor`) and with an id keyset (``id > last``, the cheapest order there
+   :class:`~syncd.cdc.cursor.Cursor`, exactly as the backfill pages) and with an id keyset (``id > last``, the cheapest order there
    is for a one-off read). Target: the whole ``syncd --once`` ≥ 0.9 × the best pages-alone loop.
 2. **Incremental**: ``syncd run`` polling the mirror of 1; ``--changed`` partners changed in one
    ``write`` and the time until all of them are in the mirror, against ``interval + 1 s``.
@@ -661,8 +661,9 @@ def report_initial(r: InitialSync) -> tuple[list[str], bool]:
     out.append("")
     cursor_rows = {page: runs[0].rows for (label, page), runs in r.pages.items() if "cursor" in label}
     out.append(
-        "Rows fetched by syncd's cursor for the distinct records (a full page's last second is read again by "
-        "the next page): " + ", ".join(f"page {p}: {n(rows_)}" for p, rows_ in sorted(cursor_rows.items()))
+        "Rows fetched by syncd's cursor (overlaps between pages included) for "
+        f"{r.records:,} records: "
+        + ", ".join(f"page {p}: {n(rows_)}" for p, rows_ in sorted(cursor_rows.items()))
     )
     ok = True
     for protocol, onces in r.once.items():
