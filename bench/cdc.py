@@ -460,9 +460,20 @@ def _at(samples: Sequence[tuple[float, float]], when: float) -> float:
     return value
 
 
-_BACKFILL_DONE = re.compile(
-    rf"backfill of {re.escape(MODEL)} done: (\d+) records in ([\d.]+) s(?:, ([\d.]+) s of it waiting for Odoo)?"
-)
+def backfill_done(log: str, model: str) -> tuple[int, float, float] | None:
+    """From syncd's "backfill of <model> done" log line: (records read, seconds, seconds of it waiting
+    for Odoo; nan when the line does not say)."""
+    match = re.search(
+        rf"backfill of {re.escape(model)} done: (\d+) records in ([\d.]+) s(?:, ([\d.]+) s of it waiting for Odoo)?",
+        log,
+    )
+    if match is None:
+        return None
+    return (
+        int(match.group(1)),
+        float(match.group(2)),
+        float(match.group(3)) if match.group(3) else float("nan"),
+    )
 
 
 async def end_to_end(
@@ -487,13 +498,12 @@ async def end_to_end(
         fake_cpu: list[tuple[float, float]] = []  # (time, the fake's CPU seconds so far)
         with meter.span():
             once = await syncd.run("--once", tick=partial(_sample_cpu, fake_cpu, fake.pid))
-        match = _BACKFILL_DONE.search(once.log)
-        if match is None or int(match.group(1)) < records:
+        done = backfill_done(once.log, MODEL)
+        if done is None or done[0] < records:
             raise RuntimeError(
                 f"syncd --once did not report a complete backfill:\n{once.stdout}\n{once.log[-3000:]}"
             )
-        backfill = float(match.group(2))
-        waited = float(match.group(3)) if match.group(3) else float("nan")
+        _read, backfill, waited = done
         begun = log_time(once.log, f"backfill of {MODEL}: about")
         ended = log_time(once.log, f"backfill of {MODEL} done")
         startup = (begun - once.started_at) if begun else float("nan")
@@ -865,14 +875,37 @@ class IncrementalResult:
         return max(self.latencies)
 
 
+@dataclass(frozen=True)
+class Changes:
+    """What the incremental test changes in Odoo (``count`` records drawn from ``ids``, one ``write``
+    of ``vals(token, round)``) and the mirror column in which it waits for ``token``."""
+
+    odoo: OdooSettings
+    model: str
+    table: str  # the mirror table, qualified
+    ids: Sequence[int]
+    count: int
+    vals: Callable[[str, int], dict[str, Any]]
+    column: str
+
+
+def fake_changes(fake: FakeProcess, records: int) -> Changes:
+    """The fake's x.bench: :data:`CHANGED` records get a new description and quantity."""
+    return Changes(
+        OdooSettings(url=fake.url, api_key=SecretStr("admin")), MODEL,
+        f"{quote_ident(MIRROR_SCHEMA)}.{quote_ident(TABLE)}", range(1, records + 1), CHANGED,
+        lambda token, r: {"description": token, "quantity": -r - 1}, "description",
+    )  # fmt: skip
+
+
 async def incremental(
-    pg_dsn: str, fake: FakeProcess, records: int, workdir: Path, interval: float, rounds: int, seed: int
+    pg_dsn: str, syncd: Syncd, changes: Changes, interval: float, rounds: int, seed: int
 ) -> IncrementalResult:
-    syncd = Syncd(pg_dsn, fake.url, workdir, SYNCD_CDC__INTERVAL_SECONDS=str(interval))
+    """``syncd run`` (``syncd``, configured with the interval) on a mirrored database; each round
+    changes records in Odoo and times until all of them are in the mirror."""
     conn = await asyncpg.connect(pg_dsn)
-    odoo = OdooClient(OdooSettings(url=fake.url, api_key=SecretStr("admin")))
+    odoo = OdooClient(changes.odoo)
     rng = random.Random(seed)
-    qualified = f"{quote_ident(MIRROR_SCHEMA)}.{quote_ident(TABLE)}"
     await quiet()  # only before: once syncd runs, its own polling keeps the machine busy
     since = await conn.fetchval("select now()")
     t0 = time.perf_counter()
@@ -882,7 +915,8 @@ async def incremental(
         # Ready: the run's first poll and its start-up reconciliation are done.
         while True:
             state = await conn.fetchrow(
-                "select last_success_at, last_reconcile_at from syncd.cdc_state where model = $1", MODEL
+                "select last_success_at, last_reconcile_at from syncd.cdc_state where model = $1",
+                changes.model,
             )
             if state and state["last_reconcile_at"] and state["last_reconcile_at"] > since:
                 break
@@ -894,20 +928,23 @@ async def incremental(
         latencies, writes = [], []
         for r in range(rounds):
             await asyncio.sleep(rng.uniform(0.2, interval + 0.2))  # land anywhere in the poll cycle
-            ids = rng.sample(range(1, records + 1), CHANGED)
+            ids = rng.sample(changes.ids, changes.count)
             token = f"changed in round {r} at {time.time():.6f}"
             w0 = time.perf_counter()
-            await odoo.write(MODEL, ids, {"description": token, "quantity": -r - 1})
+            await odoo.write(changes.model, ids, changes.vals(token, r))
             written = time.perf_counter()
             while True:
                 seen = await conn.fetchval(
-                    f"select count(*) from {qualified} where id = any($1::bigint[]) and description = $2",
+                    f"select count(*) from {changes.table} where id = any($1::bigint[]) "
+                    f"and {quote_ident(changes.column)} = $2",
                     ids, token,
                 )  # fmt: skip
-                if seen == CHANGED:
+                if seen == changes.count:
                     break
                 if proc.poll() is not None or time.perf_counter() - written > 120:
-                    raise RuntimeError(f"round {r}: only {seen} of {CHANGED} changes reached the mirror")
+                    raise RuntimeError(
+                        f"round {r}: only {seen} of {changes.count} changes reached the mirror"
+                    )
                 await asyncio.sleep(0.01)
             latencies.append(time.perf_counter() - written)
             writes.append(written - w0)
@@ -1161,9 +1198,9 @@ async def main_async(args: argparse.Namespace) -> int:
                     kept, mirror = result.fetch.kept, result.fetch.table
                     for interval in args.interval if args.rounds > 0 else []:
                         say(f"incremental: syncd run, interval {interval:g} s ...")
-                        incs.append(
-                            await incremental(dsn, fake, size, workdir, interval, args.rounds, args.seed)
-                        )
+                        syncd = Syncd(dsn, fake.url, workdir, SYNCD_CDC__INTERVAL_SECONDS=str(interval))
+                        changes = fake_changes(fake, size)
+                        incs.append(await incremental(dsn, syncd, changes, interval, args.rounds, args.seed))
             finally:
                 fake.stop()
         assert mirror is not None

@@ -12,7 +12,10 @@ Facts it is designed against (``odoo-facts.md``, "Searching"):
 So the cursor is a **second**, not a (timestamp, id) pair. ``second = S`` means "every second before
 S has been read". A page is ``write_date >= S`` in write-date order; when it is full, every second
 before the page's last second is complete (the order is consistent with seconds), so S moves to that
-last second and the next page re-reads it — a small, harmless overlap. When one second holds more
+last second and the next page reads the rest of it: that second's records the page already holds are
+left out of the next page by id (:attr:`Cursor.seen`, in memory only), which is exact in any order
+inside the second. Without that, the overlap was a whole second per page: 20 % more rows on a
+backfill of records created in batches of 1,000 (one ``create`` stamps its rows alike). When one second holds more
 rows than a page (a bulk import stamps them all alike), that second is *drained* by id
 (``write_date = S and id > drain_id``, ordered by id), which is a total order inside one second.
 Late commits are caught by starting every poll ``lookback`` seconds (at least one) before the cursor.
@@ -21,7 +24,7 @@ Late commits are caught by starting every poll ``lookback`` seconds (at least on
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,10 +47,12 @@ def parse_second(value: str) -> datetime:
 class Cursor:
     """``second``: every record written before this second has been read (None: nothing yet).
     ``drain_id``: inside ``second``, records with ids up to this one have been read (None: not
-    draining)."""
+    draining). ``seen``: records of ``second`` the previous page of this poll held, left out of the
+    next one; not stored (a resumed poll reads the whole second again) and not compared."""
 
     second: datetime | None = None
     drain_id: int | None = None
+    seen: frozenset[int] = field(default=frozenset(), compare=False)
 
     def query(self) -> tuple[list[Any], str]:
         """The ``search_read`` domain and order of the next page."""
@@ -56,6 +61,18 @@ class Cursor:
         stamp = odoo_datetime(self.second)
         if self.drain_id is not None:
             return [("write_date", "=", stamp), ("id", ">", self.drain_id)], ORDER_BY_ID
+        if self.seen:
+            # Later seconds, or this one without what the last page held. ('>' and '=' compare whole
+            # seconds: '>' is from the next second on.) By id, so a record of this second that was
+            # written again meanwhile (now in a later second) is still read.
+            rest = ("id", "not in", sorted(self.seen))
+            return [
+                "|",
+                ("write_date", ">", stamp),
+                "&",
+                ("write_date", "=", stamp),
+                rest,
+            ], ORDER_BY_WRITE_DATE
         return [("write_date", ">=", stamp)], ORDER_BY_WRITE_DATE
 
     def rewound(self, lookback: timedelta) -> Cursor:
@@ -83,7 +100,8 @@ class Cursor:
             # A whole page inside one second: drain that second by id, from the start, because
             # this page came in microsecond order, not id order.
             return Cursor(last, 0), False
-        return Cursor(last), False
+        seen = frozenset(int(r["id"]) for r in rows if parse_second(r["write_date"]) == last)
+        return Cursor(last, seen=seen), False
 
     def at_least(self, other: Cursor) -> Cursor:
         """The cursor to persist: never behind ``other`` (the stored one), since every poll starts

@@ -233,21 +233,15 @@ class OutboxConsumer:
                 return  # the pause is over (or stop): the next claim carries what is left
 
     async def drain(self) -> DrainReport:
-        """``--once``: deliver until nothing is claimable right now (retries scheduled later wait)."""
+        """``--once``: deliver until nothing is claimable right now (retries scheduled later wait),
+        with up to ``outbox.concurrency`` batches in flight as ``run()`` has."""
         report = DrainReport()
         tried: set[int] = set()
-        try:
-            while True:
-                events = await self.claim()
-                # Each event is tried once per run: one that failed and is due again already (a short
-                # backoff) is given back for the next run instead of burning its attempts now.
-                again = [e.id for e in events if e.id in tried]
-                if again:
-                    await self._release(again)
-                    events = [e for e in events if e.id not in tried]
-                if not events:
-                    return report
-                tried.update(e.id for e in events)
+        slots = asyncio.Semaphore(self.cfg.concurrency)
+        running: set[asyncio.Task[None]] = set()
+
+        async def deliver(events: list[Event]) -> None:
+            try:
                 for o in await self._deliver_batch(events):
                     if o.status == "done":
                         report.done += 1
@@ -256,9 +250,51 @@ class OutboxConsumer:
                         report.dead_ids.append(o.event.id)
                     else:
                         report.retried += 1
+            finally:
+                slots.release()
+
+        try:
+            while True:
+                # As in run(): a slot frees up when a batch has been delivered, and the claim below
+                # writes its outcomes (which may make the records' next events claimable).
+                await slots.acquire()
+                self._reap(running)
+                try:
+                    events = await self.claim()
+                    # Each event is tried once per run: one that failed and is due again already (a
+                    # short backoff) is given back for the next run instead of burning its attempts now.
+                    again = [e.id for e in events if e.id in tried]
+                    if again:
+                        await self._release(again)
+                        events = [e for e in events if e.id not in tried]
+                except BaseException:
+                    slots.release()
+                    raise
+                if not events:
+                    slots.release()
+                    if not running:
+                        return report
+                    # Batches still in flight: their outcomes may free the next events of their records.
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    self._reap(running)
+                    continue
+                tried.update(e.id for e in events)
+                running.add(asyncio.create_task(deliver(events), name="outbox drain batch"))
         finally:
+            if running:
+                await asyncio.wait(running)
             # Written by the last claim unless it failed (or this was cancelled): then try once more.
             await self._flush_quietly()
+
+    @staticmethod
+    def _reap(running: set[asyncio.Task[None]]) -> None:
+        """Forget the finished batches of a drain; re-raise the error of one that failed (e.g.
+        PostgreSQL went away while its outcomes were written)."""
+        for task in [t for t in running if t.done()]:
+            running.discard(task)
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                raise error
 
     async def _process(self, events: list[Event], slots: asyncio.Semaphore) -> None:
         try:
