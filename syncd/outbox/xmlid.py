@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import re
 
-_PLAIN_KEY = re.compile(r"^(?!.*__)[A-Za-z0-9_-]{1,120}$")
+# fullmatch: `$` alone also matches before a final newline, which would keep "key\n" as it is
+_PLAIN_KEY = re.compile(r"(?!.*__)[A-Za-z0-9_-]{1,120}")
 
 
 def _digest(text: str, length: int) -> str:
@@ -33,7 +34,7 @@ def model_slug(model: str) -> str:
 
 def external_name(model: str, key: str) -> str:
     """The name part (without module) of the external id of ``key`` in ``model``."""
-    if _PLAIN_KEY.match(key):
+    if _PLAIN_KEY.fullmatch(key):
         return f"{model_slug(model)}__k_{key}"
     return f"{model_slug(model)}__h_{_digest(key, 40)}"
 
