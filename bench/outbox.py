@@ -546,8 +546,9 @@ class ClaimBench:
             batches = 0
             ids: list[int] = []
             while True:
-                # max_attempts 10, folds of up to 1,000 (outbox's defaults)
-                args: tuple[Any, ...] = (me, 120.0, ids, [None] * len(ids), [], [], [], [], [], 10, 999)
+                # max_attempts 10, folds of up to 1,000 (outbox's defaults), no conflicts
+                args: tuple[Any, ...] = (me, 120.0, ids, [None] * len(ids), [], [], [], [], [], 10, 999,
+                                         [None] * len(ids), [None] * len(ids))  # fmt: skip
                 if self._midway(batches, loop_no):
                     self.explained.append(await explain(conn, "syncd outbox_claim", claim, *args))
                 t0 = time.perf_counter()

@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     osub = p.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
     q = osub.add_parser("list", help="list events")
     _common_flags(q, top=False)
-    q.add_argument("--status", choices=["pending", "inflight", "done", "dead"])
+    q.add_argument("--status", choices=["pending", "inflight", "done", "dead", "conflict"])
     q.add_argument("--limit", type=int, default=50)
     q = osub.add_parser(
         "retry",
@@ -104,6 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="retry them even when a later event of the same record was applied: their older values "
         "then overwrite what that later event set",
     )
+    q = osub.add_parser(
+        "resolve",
+        help="decide a held conflict",
+        description="A held conflict (status conflict) is a write whose fields Odoo changed since the app "
+        "read them; its other fields were written. --take app writes the held values anyway; --take odoo "
+        "keeps Odoo's values (docs/bidirectional.md).",
+    )
+    _common_flags(q, top=False)
+    q.add_argument("ids", nargs="+", type=int)
+    q.add_argument("--take", choices=["app", "odoo"], required=True)
     q = osub.add_parser("discard", help="drop events")
     _common_flags(q, top=False)
     q.add_argument("ids", nargs="+", type=int)
@@ -297,6 +307,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"dead letters: {ob['events']['dead']} — inspect with `syncd outbox list --status dead`, "
             "redrive with `syncd outbox retry ID…|--all-dead`"
         )
+    for held in ob["conflicts_held"]:
+        print(
+            f"held conflicts of {held['model']}: {held['events']} (oldest {_ago(held['oldest_seconds'])}) — "
+            "inspect with `syncd outbox list --status conflict`, decide with "
+            "`syncd outbox resolve ID… --take app|odoo`"
+        )
     failing = [m["model"] for m in status["models"] if m["last_error"]]
     if failing:
         print(f"models with errors: {', '.join(failing)} — see the LAST ERROR column and the daemon's log")
@@ -323,6 +339,7 @@ async def _status(settings: Settings) -> dict[str, Any]:
                 states = {r["model"]: r for r in await conn.fetch(db.queries["cdc_state_list"])}
                 counts = await read_counts(conn)
                 oldest = await conn.fetchval(db.queries["outbox_oldest_pending_age"])
+                held = await conn.fetch(db.queries["outbox_conflicts_held"])
                 now = await conn.fetchval("select now()")
         finally:
             await conn.close()
@@ -347,7 +364,11 @@ async def _status(settings: Settings) -> dict[str, Any]:
                 "last_error": st["last_error"] if st else None,
             }
         )
-    return {"models": models, "outbox": {"events": counts, "oldest_pending_age_seconds": oldest}}
+    conflicts = [{"model": r["model"], "events": r["n"], "oldest_seconds": r["oldest_seconds"]} for r in held]
+    return {
+        "models": models,
+        "outbox": {"events": counts, "oldest_pending_age_seconds": oldest, "conflicts_held": conflicts},
+    }
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
@@ -375,6 +396,8 @@ async def _outbox(settings: Settings, args: argparse.Namespace) -> int:
                             f"{r['attempts']:>5}  {error}"
                         )
                     return EXIT_OK
+                if args.outbox_command == "resolve":
+                    return await _outbox_resolve(conn, args.ids, args.take)
                 if args.outbox_command == "retry":
                     if not args.ids and not args.all_dead:
                         raise ConfigError("syncd outbox retry: give event ids or --all-dead")
@@ -387,6 +410,26 @@ async def _outbox(settings: Settings, args: argparse.Namespace) -> int:
                 return EXIT_OK
         finally:
             await conn.close()
+
+
+async def _outbox_resolve(conn: db.Connection, ids: list[int], take: str) -> int:
+    """``syncd outbox resolve``: exit 1 when an id was not a held conflict."""
+    import asyncpg
+
+    resolved: list[int] = []
+    refused: list[str] = []
+    for event_id in ids:
+        try:
+            async with conn.transaction():
+                await conn.fetchval(db.queries["outbox_resolve"], event_id, take)
+            resolved.append(event_id)
+        except asyncpg.InvalidParameterValueError as e:
+            refused.append(f"{event_id}: {str(e).removeprefix('syncd.outbox_resolve: ')}")
+    what = "the app's held values will be written" if take == "app" else "Odoo's values kept"
+    print(f"{len(resolved)} held conflicts resolved ({what})")
+    for line in refused:
+        print(f"left alone: {line}")
+    return EXIT_FAILED if refused else EXIT_OK
 
 
 async def _outbox_retry(conn: db.Connection, ids: list[int] | None, *, force: bool) -> int:

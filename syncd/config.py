@@ -156,6 +156,12 @@ class ModelSettings(_Section):
     fields: list[str] | Literal["*"] = "*"
     #: How deletions are applied by the outbox for this model: really delete, or archive (active=false).
     delete_mode: Literal["unlink", "archive"] = "unlink"
+    #: Apps may UPDATE and DELETE rows of the mirror table: each change becomes an outbox event, and
+    #: every row shows its sync state (docs/bidirectional.md).
+    writable: bool = False
+    #: What a write does with a field that Odoo changed since the app read it (its base): hold it
+    #: for a decision, keep Odoo's value, or write the app's anyway. The other fields are written.
+    conflict: Literal["hold", "odoo_wins", "app_wins"] = "hold"
 
     @field_validator("model")
     @classmethod

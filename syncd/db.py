@@ -59,6 +59,14 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def quote_literal(text: str) -> str:
+    """A SQL string literal, for DDL that takes no parameters (standard_conforming_strings is on
+    since PostgreSQL 9.1: only quotes are doubled). NUL cannot be in PostgreSQL text at all."""
+    if "\x00" in text:
+        raise ValueError("PostgreSQL text cannot hold NUL characters")
+    return "'" + text.replace("'", "''") + "'"
+
+
 # ---------------------------------------------------------------------------------- error handling
 
 _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")  # connection, resources, operator intervention

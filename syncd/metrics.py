@@ -39,6 +39,15 @@ OUTBOX_OLDEST_PENDING_AGE = Gauge(
     "syncd_outbox_oldest_pending_age_seconds", "Age of the oldest pending outbox event (0 when none)"
 )
 OUTBOX_DELIVERED = Counter("syncd_outbox_delivered", "Outbox events applied to Odoo", ["model", "op"])
+OUTBOX_OLDEST_CONFLICT_AGE = Gauge(
+    "syncd_outbox_oldest_conflict_age_seconds",
+    "Age of the oldest held conflict waiting for `syncd outbox resolve` (0 when none)",
+)
+OUTBOX_CONFLICTS = Counter(
+    "syncd_outbox_conflicts",
+    "Fields of writes with a base that Odoo had changed meanwhile, by model and conflict policy",
+    ["model", "policy"],
+)
 OUTBOX_FAILURES = Counter(
     "syncd_outbox_failures", "Failed outbox deliveries by kind (transient, permanent)", ["model", "kind"]
 )

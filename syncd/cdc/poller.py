@@ -106,7 +106,9 @@ class ModelPoller:
     # ------------------------------------------------------------------------------------ schema
     async def prepare(self) -> MirrorTable:
         """Read the model's fields from Odoo, create the mirror table or add missing columns."""
-        fields = await self.odoo.fields_get(self.name, attributes=["type", "store", "string", "relation"])
+        fields = await self.odoo.fields_get(
+            self.name, attributes=["type", "store", "string", "relation", "readonly"]
+        )
         if "write_date" not in fields:
             raise SchemaProblem(f"{self.name} has no write_date field: it cannot be mirrored incrementally")
         table = MirrorTable.build(self.mirror_schema, self.model, fields)
@@ -131,11 +133,12 @@ class ModelPoller:
             }
             if not existing:
                 await conn.execute(table.create_sql())
-                log.info("created mirror table %s", table.qualified, extra={"model": self.name})
-                return
-            for statement in table.add_columns_sql(existing):
+                log.info("created mirror table %s%s", table.qualified, " (writable)" if table.writable else "",
+                         extra={"model": self.name})  # fmt: skip
+            for statement in table.add_columns_sql(existing) if existing else ():
                 await conn.execute(statement)
                 log.info("mirror table %s: %s", table.qualified, statement, extra={"model": self.name})
+            await conn.execute(table.trigger_sql())
 
     # -------------------------------------------------------------------------------------- poll
     async def poll(self) -> PollResult:
@@ -180,8 +183,38 @@ class ModelPoller:
             raise
         if progress is not None:
             progress.finish()
+        if table.writable:
+            result.rows_written += await self._refresh_requested(table)
         await self._succeeded(started)
         return result
+
+    async def _refresh_requested(self, table: MirrorTable) -> int:
+        """Read again the records whose app change settled (``syncd.mirror_refresh``: applied, refused,
+        held or discarded), so that their rows end equal to Odoo's; a record Odoo no longer has is
+        marked deleted. A request is removed only once its read is in the mirror."""
+        if self.dry_run:
+            return 0
+        written = 0
+        while True:
+            with db.translate_errors(f"refresh requests of {self.name}"):
+                async with self.pool.acquire() as conn:
+                    requests = await conn.fetch(db.queries["mirror_refresh_requested"], self.name, READ_CHUNK)
+            if not requests:
+                return written
+            ids = [r["odoo_id"] for r in requests]
+            rows = await self.odoo.read(self.name, ids, table.read_fields, context=ALL_RECORDS)
+            gone = sorted(set(ids) - {int(r["id"]) for r in rows})
+            with self._naming_rejected_values(table, rows):
+                async with self._mirroring() as conn:
+                    n = await upsert_page(conn, self._upsert_sql, rows) if rows else 0
+                    if gone:
+                        n += int((await conn.execute(table.mark_deleted_sql(), gone)).rsplit(" ", 1)[-1])
+                    await conn.execute(db.queries["mirror_refresh_done"], self.name, ids,
+                                       [r["requested_at"] for r in requests])  # fmt: skip
+            metrics.CDC_RECORDS.labels(model=self.name).inc(n)
+            written += n
+            if len(requests) < READ_CHUNK:
+                return written
 
     async def _fetch(self, cursor: Cursor, limit: int, table: MirrorTable) -> list[dict[str, Any]]:
         domain, order = cursor.query()

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from syncd.config import ModelSettings
-from syncd.db import quote_ident
+from syncd.db import quote_ident, quote_literal
 from syncd.errors import SyncdError
 
 #: Odoo field type → PostgreSQL column type.
@@ -54,8 +54,22 @@ SYSTEM_COLUMNS: tuple[tuple[str, str], ...] = (
     ("_raw", "jsonb not null"),
 )
 
+#: The sync state of every row of a writable mirror table (``writable = true``), after the system
+#: columns: synced / pending / failed / conflict, the error of the last change, the event it waits on.
+SYNC_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("_sync_state", "text not null default 'synced'"),
+    ("_sync_error", "text"),
+    ("_sync_event", "bigint"),
+)
+
 #: Fields Odoo always has that syncd reads even when not listed (the cursor needs write_date).
 ALWAYS_READ = ("write_date",)
+
+#: Fields Odoo sets by itself on every write.
+ODOO_MANAGED = ("write_date", "create_date", "write_uid", "create_uid")
+
+#: The trigger of a writable mirror table (syncd.mirror_change, migration 0008).
+MIRROR_TRIGGER = "syncd_mirror_change"
 
 
 class SchemaProblem(SyncdError, ValueError):
@@ -109,21 +123,45 @@ def select_fields(model: ModelSettings, fields: Mapping[str, Mapping[str, Any]])
     return [f for f in model.fields if f != "id"]
 
 
+def unwritable_reason(name: str, spec: Mapping[str, Any]) -> str | None:
+    """Why an app may not change the mirror column of field ``name`` (None: it may)."""
+    if name in ODOO_MANAGED:
+        return "Odoo sets it on every write"
+    if spec.get("readonly"):
+        return "the field is read-only in Odoo"
+    if spec.get("type") == "one2many":
+        return "a one2many: change the child records (their many2one) instead"
+    if spec.get("type") == "binary":
+        return "a binary field: write it with syncd.enqueue"
+    return None
+
+
 @dataclass(frozen=True)
 class MirrorTable:
-    """One model's mirror table: ``<schema>.<model with . → _>``."""
+    """One model's mirror table: ``<schema>.<model with . → _>``. A writable one (``writable = true``)
+    also has the sync columns (:data:`SYNC_COLUMNS`) and the trigger that turns an app's changes into
+    outbox events; ``locked`` names the columns an app may not change, each with why."""
 
     schema: str
     model: str
     columns: tuple[Column, ...]
+    writable: bool = False
+    locked: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def build(cls, schema: str, model: ModelSettings, fields: Mapping[str, Mapping[str, Any]]) -> MirrorTable:
         names = select_fields(model, fields)
+        locked: list[tuple[str, str]] = []
+        if model.writable:
+            locked.append(("id", "it is the Odoo record's id"))
+            locked += [(n, "syncd's own column") for n, _ in (*SYSTEM_COLUMNS, *SYNC_COLUMNS)]
+            locked += [(n, why) for n in names if (why := unwritable_reason(n, fields[n])) is not None]
         return cls(
             schema,
             model.model,
             tuple(Column(n, fields[n]["type"], PG_TYPES[fields[n]["type"]]) for n in names),
+            model.writable,
+            tuple(locked),
         )
 
     @property
@@ -152,10 +190,14 @@ class MirrorTable:
         """Columns written by an upsert, in COPY order."""
         return ["id", *(c.field for c in self.columns), "_raw"]
 
+    @property
+    def system_columns(self) -> tuple[tuple[str, str], ...]:
+        return (*SYSTEM_COLUMNS, *SYNC_COLUMNS) if self.writable else SYSTEM_COLUMNS
+
     def create_sql(self) -> str:
         cols = ['"id" bigint primary key']
         cols += [f"{c.ident} {c.pg_type}" for c in self.columns]
-        cols += [f"{quote_ident(n)} {t}" for n, t in SYSTEM_COLUMNS]
+        cols += [f"{quote_ident(n)} {t}" for n, t in self.system_columns]
         body = ",\n    ".join(cols)
         return (
             f"create schema if not exists {quote_ident(self.schema)};\n"
@@ -164,11 +206,30 @@ class MirrorTable:
 
     def add_columns_sql(self, existing: set[str]) -> list[str]:
         """``alter table … add column`` for every column the table lacks. Nothing is ever dropped."""
-        return [
+        added = [
             f"alter table {self.qualified} add column if not exists {c.ident} {c.pg_type}"
             for c in self.columns
             if c.field not in existing
         ]
+        added += [
+            f"alter table {self.qualified} add column if not exists {quote_ident(n)} {t}"
+            for n, t in self.system_columns
+            if n not in existing
+        ]
+        return added
+
+    def trigger_sql(self) -> str:
+        """The trigger that makes the table writable (it names the columns an app may not change, so
+        it is created again whenever they change), or its removal when the table is not writable."""
+        trigger = f"{quote_ident(MIRROR_TRIGGER)} on {self.qualified}"
+        if not self.writable:
+            return f"drop trigger if exists {trigger}"
+        locked = json.dumps(dict(self.locked), separators=(",", ":"), sort_keys=True)
+        return (
+            f"create or replace trigger {quote_ident(MIRROR_TRIGGER)}\n"
+            f"before insert or update or delete on {self.qualified}\n"
+            f"for each row execute function syncd.mirror_change({quote_literal(self.model)}, {quote_literal(locked)})"
+        )
 
     def upsert_sql(self) -> str:
         """One statement that upserts a whole page, given as the JSON text of Odoo's list of records
@@ -194,7 +255,10 @@ class MirrorTable:
             f'where (select o."_raw" from {self.qualified} as o\n'
             f'       where o."id" = (r->>\'id\')::bigint and o."_deleted_at" is null) is distinct from r\n'
             f'on conflict ("id") do update set {updates}, "_synced_at" = now(), "_deleted_at" = null\n'
-            f'where m."_raw" is distinct from excluded."_raw" or m."_deleted_at" is not null'
+            f'where (m."_raw" is distinct from excluded."_raw" or m."_deleted_at" is not null)'
+            # A writable row whose app change is on its way to Odoo keeps the app's values: the change's
+            # outcome asks for the record again (syncd.mirror_refresh), and that read brings Odoo's.
+            + (" and m.\"_sync_state\" <> 'pending'" if self.writable else "")
         )
 
     @staticmethod

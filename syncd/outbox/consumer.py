@@ -11,13 +11,16 @@ fallback; behind a transaction-mode pooler set ``outbox.listen = false`` and pol
 
 Delivery: upserts are grouped per model and field set into one ``load()`` with stable external ids,
 and rows that ``load()`` reports as bad are split off so the good ones still land; writes go by
-``odoo_id``; deletes by key (through the external id) or ``odoo_id`` — already gone counts as done.
+``odoo_id``, those of a batch with the same values as one ``write(ids, values)``, and a write with a
+base is first checked against Odoo's current values field by field (:mod:`syncd.outbox.conflicts`);
+deletes go by key (through the external id) or ``odoo_id`` — already gone counts as done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import time
@@ -44,7 +47,7 @@ from syncd.errors import (
     SyncdError,
 )
 from syncd.odoo import OdooClient, classify_load_message, may_land_later
-from syncd.outbox import convert, xmlid
+from syncd.outbox import conflicts, convert, xmlid
 from syncd.outbox.policy import RetryStrategy
 
 log = logging.getLogger("syncd.outbox")
@@ -74,6 +77,8 @@ class Event(NamedTuple):
     attempts: int
     #: The head event this one is folded into (delivered by the head's call), if any.
     fold_of: int | None = None
+    #: The field values the producer last saw (a write checked against Odoo first), if any.
+    base: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -87,6 +92,10 @@ class Outcome:
     delay: float | None = None
     #: The call got no answer and Odoo may still carry it out (see ``outbox.timeout_fence_seconds``).
     may_land_later: bool = False
+    #: A write with a base: the fields whose Odoo value matched neither the base nor the new value.
+    conflicts: dict[str, dict[str, Any]] | None = None
+    #: Why some of them are held for a decision (the event ends as a held conflict), if any are.
+    held: str | None = None
 
 
 @dataclass
@@ -113,6 +122,9 @@ class OutboxConsumer:
         self.instance = instance
         self.strategy = RetryStrategy.from_settings(self.cfg)
         self.delete_modes = {m.model: m.delete_mode for m in settings.cdc.models}
+        self.conflict_policies: dict[str, conflicts.Policy] = {
+            m.model: m.conflict for m in settings.cdc.models
+        }
         self._fields: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
         self._wake = asyncio.Event()
         self._pause = 0.0
@@ -376,6 +388,8 @@ class OutboxConsumer:
                         [_text(o.error) for o in dead],
                         self.cfg.max_attempts,
                         self.cfg.fold_max_events - 1,
+                        [json.dumps(o.conflicts) if o.conflicts else None for o in done],
+                        [_text(o.held) if o.held is not None else None for o in done],
                     )
         except (DatabaseUnavailable, asyncio.CancelledError):
             self._outcomes[:0] = outcomes  # PostgreSQL away, or shutting down: the next statement writes them
@@ -407,7 +421,8 @@ class OutboxConsumer:
                 done_seconds = r[9] or ()
                 self._deferred = bool(r[11])
             else:
-                events.append(Event(r[0], r[1], r[2], r[3], r[4], loads(r[5]), r[6], r[7]))
+                events.append(Event(r[0], r[1], r[2], r[3], r[4], loads(r[5]), r[6], r[7],
+                                    loads(r[12]) if r[12] is not None else None))  # fmt: skip
                 if r[8] is not None:
                     reclaimed.append((r[0], r[8]))
         events.sort(key=_event_id)
@@ -497,10 +512,14 @@ class OutboxConsumer:
                 outcomes += [_failed(e, err) for e in model_events]
                 continue
             upserts = [e for e in model_events if e.op == "upsert"]
-            others = [e for e in model_events if e.op != "upsert"]
+            writes = [e for e in model_events if e.op == "write"]
+            deletes = [e for e in model_events if e.op == "delete"]
             outcomes += await self._upserts(model, upserts, fields)
-            results = await asyncio.gather(*(self._one(e, fields) for e in others))
-            outcomes += results
+            written, deleted = await asyncio.gather(
+                self._writes(model, writes, fields), asyncio.gather(*(self._one(e) for e in deletes))
+            )
+            outcomes += written
+            outcomes += deleted
         return outcomes
 
     async def _fields_of(self, model: str) -> dict[str, dict[str, Any]]:
@@ -508,7 +527,7 @@ class OutboxConsumer:
         if cached is not None and time.monotonic() - cached[0] < FIELDS_TTL_SECONDS:
             return cached[1]
         fields = await self.odoo.fields_get(
-            model, attributes=["type", "store", "readonly", "relation", "selection", "required"]
+            model, attributes=["type", "store", "readonly", "relation", "selection", "required", "digits"]
         )
         self._fields[model] = (time.monotonic(), fields)
         return fields
@@ -589,16 +608,67 @@ class OutboxConsumer:
         half = len(rows) // 2
         return await self._load(model, header, rows[:half]) + await self._load(model, header, rows[half:])
 
-    async def _one(self, e: Event, fields: convert.Fields) -> Outcome:
+    async def _writes(self, model: str, events: list[Event], fields: convert.Fields) -> list[Outcome]:
+        """Writes by ``odoo_id``. Those with a base are checked against Odoo's current values first
+        (one ``read`` for all of them); then the writes of the same values go as one
+        ``write(ids, values)`` (an app's mass UPDATE costs a few calls, not one per row)."""
+        outcomes: list[Outcome] = []
+        valid: list[Event] = []
+        for e in events:
+            try:
+                for n, v in e.payload.items():
+                    convert.write_value(e.model, n, v, fields)
+            except convert.PayloadError as err:
+                outcomes.append(Outcome(e, "dead", error=str(err)))
+                continue
+            valid.append(e)
+        current: dict[int, dict[str, Any]] = {}
+        based = [e for e in valid if e.base]
+        if based:
+            names = sorted({n for e in based for n in e.payload if e.base and n in e.base})
+            try:
+                rows = await self.odoo.read(model, sorted({e.odoo_id for e in based if e.odoo_id}), names)
+            except OdooError as err:
+                return outcomes + [_failed(e, err) for e in valid]
+            current = {int(r["id"]): r for r in rows}
+        policy = self.conflict_policies.get(model, "hold")
+        groups: dict[str, tuple[dict[str, Any], list[tuple[Event, conflicts.Check]]]] = {}
+        for e in valid:
+            assert e.odoo_id is not None
+            found = conflicts.check(e.payload, e.base, current.get(e.odoo_id), fields, policy)
+            if not found.write:  # replays, held or dropped fields only: nothing to send
+                outcomes.append(_written(e, found))
+                continue
+            vals = {n: convert.write_value(model, n, v, fields) for n, v in found.write.items()}
+            same = json.dumps(vals, sort_keys=True, default=str)
+            groups.setdefault(same, (vals, []))[1].append((e, found))
+        for vals, members in groups.values():
+            outcomes += await self._write_group(model, vals, members)
+        return outcomes
+
+    async def _write_group(
+        self, model: str, vals: dict[str, Any], members: list[tuple[Event, conflicts.Check]]
+    ) -> list[Outcome]:
+        """One ``write`` of ``vals`` to the records of ``members``; when Odoo refuses it for a reason
+        that may be one record's (a missing id, a constraint), each is written alone."""
+        ids = sorted({e.odoo_id for e, _ in members if e.odoo_id is not None})
         try:
-            if e.op == "write":
-                assert e.odoo_id is not None
-                vals = {n: convert.write_value(e.model, n, v, fields) for n, v in e.payload.items()}
-                await self.odoo.write(e.model, [e.odoo_id], vals)
-                return Outcome(e, "done", result_id=e.odoo_id)
+            await self.odoo.write(model, ids, vals)
+        except (OdooTransientError, OdooAuthenticationError) as err:
+            return [_failed(e, err) for e, _ in members]
+        except OdooError as err:
+            if len(ids) == 1:
+                return [_failed(e, err) for e, _ in members]
+            by_id: dict[int, list[tuple[Event, conflicts.Check]]] = defaultdict(list)
+            for e, found in members:
+                by_id[e.odoo_id or 0].append((e, found))
+            alone = await asyncio.gather(*(self._write_group(model, vals, group) for group in by_id.values()))
+            return [o for outcomes in alone for o in outcomes]
+        return [_written(e, found) for e, found in members]
+
+    async def _one(self, e: Event) -> Outcome:
+        try:
             return await self._delete(e)
-        except convert.PayloadError as err:
-            return Outcome(e, "dead", error=str(err))
         except OdooError as err:
             return _failed(e, err)
 
@@ -664,6 +734,14 @@ class OutboxConsumer:
         delivered = Counter((o.event.model, o.event.op) for o in done)
         for (model, op), n in delivered.items():
             metrics.OUTBOX_DELIVERED.labels(model=model, op=op).inc(n)
+        found = Counter((o.event.model, self.conflict_policies.get(o.event.model, "hold")) for o in done
+                        for _ in o.conflicts or ())  # fmt: skip
+        for (model, policy), n in found.items():
+            metrics.OUTBOX_CONFLICTS.labels(model=model, policy=policy).inc(n)
+        for o in done:
+            if o.held is not None:
+                log.warning("outbox event %d (write %s id %s): %s", o.event.id, o.event.model, o.event.odoo_id,
+                            o.held, extra={"event_id": o.event.id, "model": o.event.model})  # fmt: skip
         if retry or dead:
             failures = Counter((o.event.model, "transient") for o in retry)
             failures.update((o.event.model, "transient" if o.transient else "permanent") for o in dead)
@@ -705,6 +783,7 @@ class OutboxConsumer:
                 elif self._done_count is not None:
                     counts["done"] = self._done_count[1]
                 oldest = await conn.fetchval(db.queries["outbox_oldest_pending_age"])
+                held = await conn.fetch(db.queries["outbox_conflicts_held"])
                 # A safety net, normally idle: events queued behind one that finished without waking
                 # them (e.g. finished by a consumer of a version before migration 0007).
                 woken = await conn.fetch(db.queries["outbox_wake"], None)
@@ -714,13 +793,14 @@ class OutboxConsumer:
         for s, n in counts.items():
             metrics.OUTBOX_EVENTS.labels(status=s).set(n)
         metrics.OUTBOX_OLDEST_PENDING_AGE.set(oldest or 0.0)
+        metrics.OUTBOX_OLDEST_CONFLICT_AGE.set(max((r["oldest_seconds"] for r in held), default=0.0))
         return deleted
 
 
 async def read_counts(conn: db.Connection, *, done: bool = True) -> dict[str, int]:
-    """Outbox events per status (all four keys); ``done=False`` leaves the done count at 0 (see
-    DONE_COUNT_EVERY)."""
-    counts = dict.fromkeys(("pending", "inflight", "done", "dead"), 0)
+    """Outbox events per status (every status a key; ``conflict``: held conflicts); ``done=False``
+    leaves the done count at 0 (see DONE_COUNT_EVERY)."""
+    counts = dict.fromkeys(("pending", "inflight", "done", "dead", "conflict"), 0)
     counts.update({r["status"]: r["n"] for r in await conn.fetch(db.queries["outbox_open_counts"])})
     if done:
         counts["done"] = await conn.fetchval(db.queries["outbox_done_count"])
@@ -778,7 +858,8 @@ def fold(events: Iterable[Event]) -> tuple[list[Event], dict[int, list[Event]]]:
             payload = dict(e.payload)
             for m in members:
                 payload.update(m.payload)
-            e = e._replace(payload=payload)
+            base = conflicts.merged_base([(x.payload, x.base) for x in (e, *members)])
+            e = e._replace(payload=payload, base=base)
         heads.append(e)
     # An event whose head is not among ``events`` (not claimed together) is delivered by itself.
     known = {e.id for e in singles}
@@ -788,13 +869,19 @@ def fold(events: Iterable[Event]) -> tuple[list[Event], dict[int, list[Event]]]:
 
 
 def spread(outcome: Outcome, members: Iterable[Event]) -> list[Outcome]:
-    """The outcome of a head's call, for each event folded into it."""
-    return [
+    """The outcome of a head's call, for each event folded into it. Conflicts found (and fields
+    held) go to the last of them, the record's latest change, which a mirror row waits on; the
+    others end done."""
+    followers = [
         Outcome(
             m, outcome.status, result_id=outcome.result_id, error=outcome.error, transient=outcome.transient
         )
         for m in members
     ]
+    if followers and (outcome.conflicts or outcome.held):
+        followers[-1].conflicts, followers[-1].held = outcome.conflicts, outcome.held
+        outcome.conflicts = outcome.held = None
+    return followers
 
 
 def _folded_last(o: Outcome) -> bool:
@@ -824,6 +911,13 @@ def _failed(e: Event, err: OdooError) -> Outcome:
     if err.transient or isinstance(err, OdooAuthenticationError):
         return Outcome(e, "retry", error=str(err), transient=True, may_land_later=may_land_later(err))
     return Outcome(e, "dead", error=str(err))
+
+
+def _written(e: Event, found: conflicts.Check) -> Outcome:
+    """A write that went through (or had nothing left to send), with the conflicts it found."""
+    return Outcome(
+        e, "done", result_id=e.odoo_id, conflicts=found.conflicts or None, held=found.held_message()
+    )
 
 
 def _load_error(messages: Sequence[Mapping[str, Any]]) -> str:

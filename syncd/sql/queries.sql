@@ -170,7 +170,16 @@ order by model;
 -- outbox.retention_days.
 select status, count(*) as n from syncd.outbox where unfinished group by status
 union all
-select 'dead', count(*) from syncd.outbox where not unfinished and done_at is null and status = 'dead';
+-- dead events and held conflicts (status 'conflict') are the finished ones without a done_at
+select status, count(*) from syncd.outbox where not unfinished and done_at is null group by status;
+
+-- outbox_conflicts_held --
+-- Held conflicts per model, with the age of the oldest (outbox_dead_idx: finished, no done_at).
+select model, count(*) as n, extract(epoch from now() - min(created_at))::float8 as oldest_seconds
+from syncd.outbox
+where not unfinished and done_at is null and status = 'conflict'
+group by model
+order by model;
 
 -- outbox_done_count --
 -- Done events (done_at is written only when an event is done). With most of the table done,
@@ -184,7 +193,7 @@ from syncd.outbox where unfinished and status = 'pending';
 
 -- outbox_claim --
 -- One short statement per batch; every part sees one snapshot.
--- 1. Outcomes of the events this consumer delivered since its last statement ($3–$9; each kind's
+-- 1. Outcomes of the events this consumer delivered since its last statement ($3–$9, $12–$13; each kind's
 --    ids sorted ascending, so `width_bucket` finds an id's position in its array by binary search),
 --    touching only events this consumer still holds: one whose lease ran out and was claimed again
 --    is left to its new holder. A finished event (done or dead: a dead one does not block) wakes the
@@ -209,9 +218,14 @@ from syncd.outbox where unfinished and status = 'pending';
 -- (`deferred`: an empty claim then does not mean that nothing is claimable; the caller claims
 -- again).
 with recursive done as (
+    -- (a held conflict, $13 its message: applied but for the fields held, finished like a done one,
+    -- kept like a dead one until resolved; $12: the conflicts found, held or not)
     update syncd.outbox o
-    set status = 'done', done_at = now(), result_id = ($4::bigint[])[width_bucket(o.id, $3::bigint[])],
-        last_error = null, locked_until = null, locked_by = null
+    set status = case when ($13::text[])[width_bucket(o.id, $3::bigint[])] is null then 'done' else 'conflict' end,
+        done_at = case when ($13::text[])[width_bucket(o.id, $3::bigint[])] is null then now() end,
+        result_id = ($4::bigint[])[width_bucket(o.id, $3::bigint[])],
+        conflicts = ($12::text[])[width_bucket(o.id, $3::bigint[])]::jsonb,
+        last_error = ($13::text[])[width_bucket(o.id, $3::bigint[])], locked_until = null, locked_by = null
     where o.id = any($3::bigint[]) and o.status = 'inflight' and o.locked_by = $1
     returning o.id, o.next_id, extract(epoch from o.done_at - o.created_at)::float8 as seconds
 ),
@@ -453,20 +467,21 @@ claimed as (
     from (select distinct on (id) * from plan order by id, claim desc) p
     where o.id = any(array(select id from plan)) and o.id = p.id and o.unfinished
     returning o.id, o.model, o.op, o.key, o.odoo_id, o.payload::text as payload, o.attempts, p.claim,
-              p.fold_of, p.prev_holder
+              p.fold_of, p.prev_holder, o.base::text as base
 )
 select id, model, op, key, odoo_id, payload, attempts, fold_of, prev_holder,
-       null::float8[] as done_seconds, null::bigint[] as unseen, null::boolean as deferred
+       null::float8[] as done_seconds, null::bigint[] as unseen, null::boolean as deferred, base
 from claimed
 where claim
 union all
 select null, null, null, null, null, null, null, null, null,
-       (select array_agg(seconds) from done),
+       (select array_agg(seconds) from done where seconds is not null),
        array(select f.next_id from finished f
              where f.next_id is not null and f.next_id <> all(array(select id from finished))
                and f.next_id not in (select id from claimed)),
        exists (select from decided where how = 'wait')
-       or exists (select from decided d where d.how = 'behind' and d.first_id not in (select first_id from behind))
+       or exists (select from decided d where d.how = 'behind' and d.first_id not in (select first_id from behind)),
+       null
 where exists (select from finished) or exists (select from decided where how in ('wait', 'behind'));
 
 -- outbox_extend_lease --
@@ -584,3 +599,17 @@ returning s.id;
 -- Transaction-local, so it works through transaction-mode poolers. Users' triggers on mirror
 -- tables skip enqueueing when current_setting('syncd.origin', true) = 'cdc' (no echo loops).
 select set_config('syncd.origin', 'cdc', true);
+
+-- mirror_refresh_requested --
+-- Records of model $1 whose mirror row the CDC reads again (their app change settled), oldest first.
+select odoo_id, requested_at from syncd.mirror_refresh where model = $1 order by requested_at limit $2;
+
+-- mirror_refresh_done --
+-- The requests of $2 read (each as of its requested_at $3: a newer request for the record stays).
+delete from syncd.mirror_refresh r
+using unnest($2::bigint[], $3::timestamptz[]) as t(odoo_id, requested_at)
+where r.model = $1 and r.odoo_id = t.odoo_id and r.requested_at <= t.requested_at;
+
+-- outbox_resolve --
+-- `syncd outbox resolve ID --take app|odoo` (migration 0008): the event's new status.
+select syncd.outbox_resolve($1, $2);

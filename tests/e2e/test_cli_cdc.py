@@ -40,7 +40,8 @@ async def test_once_status_resync(db_dsn: str, odoo: FakeOdooServer) -> None:
     assert (
         partner["phase"] == "incremental" and partner["rows_mirrored"] == 42 and partner["last_error"] is None
     )
-    assert status["outbox"]["events"] == {"pending": 0, "inflight": 0, "done": 0, "dead": 0}
+    assert status["outbox"]["events"] == {"pending": 0, "inflight": 0, "done": 0, "dead": 0, "conflict": 0}
+    assert status["outbox"]["conflicts_held"] == []
 
     r = await syncd_async("status", env=env)
     assert r.out.splitlines()[0].split()[:3] == ["MODEL", "PHASE", "CURSOR"]

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 HOT_COUNTS = """select n_tup_upd as updated, n_tup_hot_upd as hot from pg_stat_xact_user_tables
                 where relid = 'syncd.outbox'::regclass"""
 #: outbox_claim's arguments with no outcomes to record.
-CLAIM_ARGS = ("hot", 60.0, [], [], [], [], [], [], [], 10, 99)
+CLAIM_ARGS = ("hot", 60.0, [], [], [], [], [], [], [], 10, 99, [], [])
 
 
 @pytest.fixture
@@ -311,7 +311,7 @@ async def test_counts_and_redrive_read_indexes_not_the_whole_table(r: Rig) -> No
     c.record([Outcome(first[0], "done", result_id=7), Outcome(first[1], "dead", error="no such field")])
     assert ids(await c.claim()) == ids_[2:4]  # writes those outcomes, leases the next two
     async with r.pool.acquire() as conn:
-        assert await read_counts(conn) == {"pending": 2, "inflight": 2, "done": 1, "dead": 1}
+        assert await read_counts(conn) == {"pending": 2, "inflight": 2, "done": 1, "dead": 1, "conflict": 0}
     async with r.pool.acquire() as conn, conn.transaction():
         await conn.execute("set local enable_seqscan = off")  # a scan stays only where no index serves
         for name, args in (("outbox_open_counts", ()), ("outbox_done_count", ()), ("outbox_retry", (None,))):

@@ -42,6 +42,7 @@ EXPECTED_ALERTS = {
     "SyncdCdcErrors",
     "SyncdOutboxOldestPendingTooOld",
     "SyncdOutboxDeadLettersIncreasing",
+    "SyncdOutboxConflictHeld",
     "SyncdOdooErrorsHigh",
 }
 

@@ -105,7 +105,7 @@ def test_the_upsert_takes_the_page_as_one_json_parameter_and_rewrites_only_what_
     assert "$1" in sql and "$2" not in sql
     assert "from jsonb_array_elements($1::text::jsonb) as r" in sql
     assert 'select o."_raw" from "odoo"."x_y" as o' in sql  # unchanged records are left out first
-    assert sql.endswith('where m."_raw" is distinct from excluded."_raw" or m."_deleted_at" is not null')
+    assert sql.endswith('where (m."_raw" is distinct from excluded."_raw" or m."_deleted_at" is not null)')
     assert '"_deleted_at" = null' in sql  # an upsert revives a record marked deleted
 
 
