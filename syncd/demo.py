@@ -1,8 +1,9 @@
 """``syncd demo``: everything embedded — a throw-away PostgreSQL, the fake Odoo with demo data, and the
 real daemon (``syncd run``, HTTP endpoint included) between them, with a little traffic both ways.
 
-Every couple of seconds a partner changes in the fake Odoo (the demo prints when the mirror has it)
-or the "app" queues an outbox event with ``syncd.enqueue`` (the demo prints when Odoo has it). It
+Every couple of seconds a partner changes in the fake Odoo (the demo prints when the mirror has it),
+the "app" queues an outbox event with ``syncd.enqueue``, or it updates a row of the writable mirror
+table (the demo prints when Odoo has it). It
 shows where to look (the metrics URL, a psql line) and ends cleanly on Ctrl-C or after ``--seconds``.
 """
 
@@ -75,7 +76,10 @@ def _settings(dsn: str, odoo_url: str) -> Settings:
         {
             "odoo": {"url": odoo_url, "api_key": "admin"},
             "database": {"dsn": dsn},
-            "cdc": {"interval_seconds": 1, "models": [{"model": "res.partner", "fields": FIELDS}]},
+            "cdc": {
+                "interval_seconds": 1,
+                "models": [{"model": "res.partner", "fields": FIELDS, "writable": True}],
+            },
             "http": {"listen": f"127.0.0.1:{DEMO_HTTP_PORT if _port_free(DEMO_HTTP_PORT) else 0}"},
             "daemon": {"shutdown_grace_seconds": 5, "instance_id": "demo"},
         }
@@ -121,6 +125,7 @@ async def _with_daemon(
         counter = itertools.count(1)
         await _odoo_change(conn, fake, running, say)
         await _app_event(conn, fake, next(counter), running, say)
+        await _mirror_update(conn, fake, next(counter), running, say)
         say("Ctrl-C ends the demo." if seconds is None else f"The demo ends in {seconds:g} s.")
         deadline = None if seconds is None else time.monotonic() + seconds
         turn = 0
@@ -133,10 +138,12 @@ async def _with_daemon(
             if running.done() or (deadline is not None and time.monotonic() >= deadline):
                 break
             turn += 1
-            if turn % 2:
+            if turn % 3 == 1:
                 await _odoo_change(conn, fake, running, say)
-            else:
+            elif turn % 3 == 2:
                 await _app_event(conn, fake, next(counter), running, say)
+            else:
+                await _mirror_update(conn, fake, next(counter), running, say)
     finally:
         stop.set()
         await running
@@ -207,6 +214,28 @@ async def _app_event(
     say(
         f"  PostgreSQL → Odoo  syncd.enqueue('res.partner', 'upsert', '{key}', {{name: {person!r}}}) = event {event}:"
         f" {row['status']}, Odoo res.partner {row['result_id']} after {took:.2f} s"
+    )
+
+
+async def _mirror_update(
+    conn: asyncpg.Connection, fake: FakeOdoo, n: int, running: asyncio.Task[bool], say: Callable[[str], None]
+) -> None:
+    """The app updates a row of the writable mirror table; its trigger queues the write (the row says
+    pending), the consumer applies it, and the row says synced."""
+    pid = random.choice([i for i, r in fake.records("res.partner").items() if r.get("active", True)])
+    name = f"{PEOPLE[(n - 1) % len(PEOPLE)]} #{n}"
+    state = await conn.fetchval(
+        "update odoo.res_partner set name = $2 where id = $1 returning _sync_state", pid, name
+    )
+
+    async def applied() -> bool:
+        return bool(fake.records("res.partner")[pid]["name"] == name and await conn.fetchval(
+            "select _sync_state = 'synced' from odoo.res_partner where id = $1", pid))  # fmt: skip
+
+    took = await _wait(applied, running)
+    say(
+        f"  PostgreSQL → Odoo  update odoo.res_partner set name = {name!r} where id = {pid}: {state}, then"  # noqa: S608 - a line printed for the user
+        f" synced, in Odoo after {took:.2f} s"
     )
 
 

@@ -28,6 +28,10 @@ def test_demo_runs_the_daemon_with_traffic_both_ways_and_cleans_up() -> None:
         r"PostgreSQL → Odoo  syncd\.enqueue\(.*'demo-customer-1'.*\) = event 1: done, Odoo res\.partner \d+",
         r.out,
     )
+    assert re.search(
+        r"PostgreSQL → Odoo  update odoo\.res_partner set name = '.+' where id = \d+: pending, then synced",
+        r.out,
+    )
     assert r.out.rstrip().endswith("stopping ...")
     assert "Traceback" not in r.err
 
