@@ -43,6 +43,14 @@ create table syncd.mirror_refresh (
 comment on table syncd.mirror_refresh is
     'syncd: mirror rows the CDC reads again from Odoo at its next poll (after their change settled)';
 
+-- The new argument changes the function's signature: it is dropped and created again, and the
+-- EXECUTE grants of the old one (an app role's, docs/supabase.md) are given to the new one.
+create temporary table syncd_enqueue_grants on commit drop as
+select a.grantee
+from pg_proc p
+cross join lateral aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) as a
+where p.oid = 'syncd.enqueue(text, text, text, jsonb, bigint)'::regprocedure and a.privilege_type = 'EXECUTE';
+
 drop function syncd.enqueue(text, text, text, jsonb, bigint);
 
 create function syncd.enqueue(
@@ -114,10 +122,27 @@ $$;
 comment on function syncd.enqueue(text, text, text, jsonb, bigint, jsonb) is
     'syncd: queue an upsert/write/delete of an Odoo record; call it in the same transaction as your own change';
 
+do $$
+declare
+    r record;
+begin
+    revoke all on function syncd.enqueue(text, text, text, jsonb, bigint, jsonb) from public;
+    for r in select grantee from syncd_enqueue_grants loop
+        if r.grantee = 0 then
+            grant execute on function syncd.enqueue(text, text, text, jsonb, bigint, jsonb) to public;
+        else
+            execute format('grant execute on function syncd.enqueue(text, text, text, jsonb, bigint, jsonb) to %I',
+                           pg_get_userbyid(r.grantee));
+        end if;
+    end loop;
+end;
+$$;
+
 -- The trigger of a writable mirror table: BEFORE INSERT OR UPDATE OR DELETE, FOR EACH ROW, with the
 -- model (tg_argv[0]) and the columns an app may not change, each with why (tg_argv[1], a JSON object).
+-- SECURITY DEFINER: an app needs only UPDATE/DELETE on the mirror table, not rights on syncd.outbox.
 create function syncd.mirror_change() returns trigger
-language plpgsql
+language plpgsql security definer set search_path = ''
 as $$
 declare
     model text := tg_argv[0];
@@ -194,7 +219,7 @@ comment on function syncd.mirror_change() is
 -- A mirror-made event settled (done, dead, held) or went back to pending (redrive, resolve): its
 -- row shows it, and the CDC reads the record again, so the row ends equal to Odoo's.
 create function syncd.outbox_settled() returns trigger
-language plpgsql
+language plpgsql security definer set search_path = ''
 as $$
 declare
     origin text := current_setting('syncd.origin', true);
@@ -240,8 +265,9 @@ execute function syncd.outbox_settled();
 -- Resolve a held conflict (status 'conflict'): 'app' writes the held values anyway (the event is
 -- pending again, without a base, behind what its record has queued now); 'odoo' keeps Odoo's values
 -- (the event is done). Returns the event's new status.
+-- SECURITY DEFINER, and only for roles granted EXECUTE (syncd's own, and apps that may decide).
 create function syncd.outbox_resolve(event_id bigint, take text) returns text
-language plpgsql
+language plpgsql security definer set search_path = ''
 as $$
 declare
     ev syncd.outbox%rowtype;
@@ -274,6 +300,8 @@ begin
     return 'done';
 end;
 $$;
+
+revoke all on function syncd.outbox_resolve(bigint, text) from public;
 
 comment on function syncd.outbox_resolve(bigint, text) is
     'syncd: resolve a held conflict: take ''app'' (write the held values anyway) or ''odoo'' (keep Odoo''s)';

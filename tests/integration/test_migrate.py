@@ -96,3 +96,38 @@ def test_migration_files_are_well_formed(tmp_path: Path) -> None:
     (tmp_path / "bad name.sql").write_text("select 1;")
     with pytest.raises(SchemaError, match=r"NNNN_name\.sql"):
         migrate.load_migrations(tmp_path)
+
+
+async def test_0008_keeps_who_may_call_enqueue(empty_conn: asyncpg.Connection) -> None:
+    """0008 gives syncd.enqueue an argument (a new signature): the roles that could call the old one
+    (docs/supabase.md grants an app role) can call the new one, and PUBLIC still cannot when it had
+    been revoked."""
+    known = migrate.load_migrations()
+    await migrate.apply(empty_conn, [m for m in known if m.version < 8])
+    role = "syncd_test_app_backend"
+    await empty_conn.execute(f"drop role if exists {role}")
+    await empty_conn.execute(f"create role {role}")
+    try:
+        await empty_conn.execute(
+            "revoke all on function syncd.enqueue(text, text, text, jsonb, bigint) from public"
+        )
+        await empty_conn.execute(
+            f"grant execute on function syncd.enqueue(text, text, text, jsonb, bigint) to {role}"
+        )
+        await migrate.apply(empty_conn, known)
+        new = "syncd.enqueue(text, text, text, jsonb, bigint, jsonb)"
+        assert await empty_conn.fetchval("select has_function_privilege($1, $2, 'execute')", role, new)
+        public = await empty_conn.fetchval(
+            "select bool_or(a.grantee = 0) from pg_proc p"
+            " cross join lateral aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a"
+            " where p.oid = $1::regprocedure",
+            new,
+        )
+        assert public is False
+        resolve = "syncd.outbox_resolve(bigint, text)"
+        assert not await empty_conn.fetchval(
+            "select has_function_privilege($1, $2, 'execute')", role, resolve
+        )
+    finally:
+        await empty_conn.execute(f"drop owned by {role}")
+        await empty_conn.execute(f"drop role {role}")

@@ -303,3 +303,26 @@ async def test_a_discarded_change_returns_the_row_to_odoos_values(rig: Rig) -> N
     assert (await rig.row(rid))["_sync_state"] == "synced"
     await rig.poll()
     assert (await rig.row(rid))["name"] == before
+
+
+async def test_an_app_role_needs_only_update_on_the_mirror_table(rig: Rig) -> None:
+    """The trigger runs with syncd's rights (security definer): an app's role that may update the mirror
+    table but has no right on the syncd schema still gets its change queued."""
+    rid = some_partner(rig)
+    role = "syncd_test_mirror_app"
+    async with rig.pool.acquire() as conn:
+        await conn.execute(f"drop role if exists {role}")
+        await conn.execute(f"create role {role}")
+        try:
+            await conn.execute(f"grant usage on schema odoo to {role}")
+            await conn.execute(f"grant select, update, delete on {TABLE} to {role}")
+            async with conn.transaction():
+                await conn.execute(f"set local role {role}")
+                await conn.execute(f"update {TABLE} set phone = '+1 000' where id = $1", rid)
+                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                    await conn.fetch("select * from syncd.outbox")
+        finally:
+            await conn.execute(f"drop owned by {role}")
+            await conn.execute(f"drop role {role}")
+    (event,) = await rig.events()
+    assert (event["op"], event["odoo_id"], event["payload"]) == ("write", rid, {"phone": "+1 000"})
