@@ -319,7 +319,9 @@ async def test_an_app_role_needs_only_update_on_the_mirror_table(rig: Rig) -> No
             async with conn.transaction():
                 await conn.execute(f"set local role {role}")
                 await conn.execute(f"update {TABLE} set phone = '+1 000' where id = $1", rid)
-                with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):  # (and no other right on syncd)
+                async with conn.transaction():
+                    await conn.execute(f"set local role {role}")
                     await conn.fetch("select * from syncd.outbox")
         finally:
             await conn.execute(f"drop owned by {role}")
