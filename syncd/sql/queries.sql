@@ -230,21 +230,18 @@ dead as (
     returning o.id, o.next_id
 ),
 candidates as materialized (
-    select o.id, o.model, syncd.outbox_lane(o.key, o.odoo_id) as lane, o.op, o.key, o.odoo_id, o.status,
+    select o.id, o.model, o.op, o.key, o.odoo_id, o.status,
            o.attempts, o.next_id,
            o.locked_by, not o.linked and o.status = 'pending' and o.attempts = 0 as fresh,
            -- the only unfinished event of its record (the usual case): its head, nothing to place.
-           -- Later events first: behind a hot record that answers at once, and the earlier ones
-           -- of a record are mostly finished events not vacuumed yet, which a probe steps over.
-           -- (`order by … limit 1`: through outbox_lane_idx even when one record has most rows)
+           -- One probe for another unfinished event of the record, on either side: a descent of
+           -- outbox_lane_idx to the record's first entry (a probe per side cost one descent more per
+           -- event walked, an eighth of a claim's instructions). (`order by … limit 1`: through
+           -- outbox_lane_idx even when one record has most rows)
            (select e.id from syncd.outbox e
-            where e.unfinished and e.model = o.model and e.id > o.id
+            where e.unfinished and e.model = o.model and e.id <> o.id
               and syncd.outbox_lane(e.key, e.odoo_id) = syncd.outbox_lane(o.key, o.odoo_id)
-            order by e.model, syncd.outbox_lane(e.key, e.odoo_id), e.id limit 1) is null
-           and (select e.id from syncd.outbox e
-                where e.unfinished and e.model = o.model and e.id < o.id
-                  and syncd.outbox_lane(e.key, e.odoo_id) = syncd.outbox_lane(o.key, o.odoo_id)
-                order by e.model desc, syncd.outbox_lane(e.key, e.odoo_id) desc, e.id desc limit 1) is null as alone
+            order by e.model, syncd.outbox_lane(e.key, e.odoo_id), e.id limit 1) is null as alone
     from syncd.outbox o
     where o.unfinished and not o.waiting
       and ((o.status = 'pending' and o.available_at <= now())
@@ -304,10 +301,10 @@ folds (head, id, op, key, odoo_id, next_id, depth) as (
       and case when f.op = 'upsert' then e.key = f.key else e.odoo_id = f.odoo_id end
 ),
 firsts as (
-    select c.model, c.lane, min(c.id) as first_id
+    select c.model, syncd.outbox_lane(c.key, c.odoo_id) as lane, min(c.id) as first_id
     from candidates c
     where c.fresh and not c.alone
-    group by c.model, c.lane
+    group by 1, 2
 ),
 -- a record's new events are placed together, as many as a fold or a batch takes (a hot
 -- record's backlog is placed in a few statements, not one batch's share at a time): the run of
