@@ -229,10 +229,10 @@ dead as (
     where o.id = any($8::bigint[]) and o.status = 'inflight' and o.locked_by = $1
     returning o.id, o.next_id
 ),
+-- (the columns the other parts filter on come first: each scan of this CTE's rows reads their
+-- columns up to the last one it needs)
 candidates as materialized (
-    select o.id, o.model, o.op, o.key, o.odoo_id, o.status,
-           o.attempts, o.next_id,
-           o.locked_by, not o.linked and o.status = 'pending' and o.attempts = 0 as fresh,
+    select not o.linked and o.status = 'pending' and o.attempts = 0 as fresh,
            -- the only unfinished event of its record (the usual case): its head, nothing to place.
            -- One probe for another unfinished event of the record, on either side: a descent of
            -- outbox_lane_idx to the record's first entry (a probe per side cost one descent more per
@@ -241,7 +241,8 @@ candidates as materialized (
            (select e.id from syncd.outbox e
             where e.unfinished and e.model = o.model and e.id <> o.id
               and syncd.outbox_lane(e.key, e.odoo_id) = syncd.outbox_lane(o.key, o.odoo_id)
-            order by e.model, syncd.outbox_lane(e.key, e.odoo_id), e.id limit 1) is null as alone
+            order by e.model, syncd.outbox_lane(e.key, e.odoo_id), e.id limit 1) is null as alone,
+           o.id, o.status, o.attempts, o.next_id, o.op, o.model, o.key, o.odoo_id, o.locked_by
     from syncd.outbox o
     where o.unfinished and not o.waiting
       and ((o.status = 'pending' and o.available_at <= now())
