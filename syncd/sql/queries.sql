@@ -414,6 +414,7 @@ behind as (
     where d.how = 'behind' and e.id = d.pred_id and e.id in (select id from pred_locks)
     returning d.first_id
 ),
+-- (new events alone in their record are claimed by claimed_alone)
 plan as (
     -- walked events that were placed before: claimed (a group of new events may queue behind one)
     select c.id, true as claim, false as waiting, d.first_id is not null as link, d.first_id as next_id,
@@ -421,9 +422,6 @@ plan as (
     from candidates c
     left join decided d on d.how = 'behind_walked' and d.pred_id = c.id
     where not c.fresh and c.id <> all(array(select id from lost))
-    union all
-    -- new events alone in their record: its head
-    select c.id, true, false, false, null, null, null from candidates c where c.fresh and c.alone
     union all
     -- woken by their predecessor's end: claimed when due
     select w.id, w.claimable and :batch_size > 0, false, false, null, null, null from woken w
@@ -437,6 +435,15 @@ plan as (
     from decided d
     cross join lateral unnest(d.ids) with ordinality as x(id, pos)
     where d.how in ('head', 'behind_walked') or d.first_id in (select first_id from behind)
+),
+-- new events alone in their record (the usual case) are its head: claimed as they are, without
+-- the plan (its sort and join cost a claim of distinct keys a tenth of its work)
+claimed_alone as (
+    update syncd.outbox o
+    set status = 'inflight', attempts = o.attempts + 1, locked_by = $1,
+        locked_until = now() + make_interval(secs => $2)
+    where o.id = any(array(select id from candidates where fresh and alone)) and o.unfinished
+    returning o.id, o.model, o.op, o.key, o.odoo_id, o.payload::text as payload, o.attempts
 ),
 claimed as (
     update syncd.outbox o
@@ -453,8 +460,11 @@ claimed as (
     returning o.id, o.model, o.op, o.key, o.odoo_id, o.payload::text as payload, o.attempts, p.claim,
               p.fold_of, p.prev_holder
 )
-select id, model, op, key, odoo_id, payload, attempts, fold_of, prev_holder,
+select id, model, op, key, odoo_id, payload, attempts, null::bigint as fold_of, null::text as prev_holder,
        null::float8[] as done_seconds, null::bigint[] as unseen, null::boolean as deferred
+from claimed_alone
+union all
+select id, model, op, key, odoo_id, payload, attempts, fold_of, prev_holder, null, null, null
 from claimed
 where claim
 union all
