@@ -233,15 +233,6 @@ dead as (
 -- columns up to the last one it needs)
 candidates as materialized (
     select not o.linked and o.status = 'pending' and o.attempts = 0 as fresh,
-           -- the only unfinished event of its record (the usual case): its head, nothing to place.
-           -- One probe for another unfinished event of the record, on either side: a descent of
-           -- outbox_lane_idx to the record's first entry (a probe per side cost one descent more per
-           -- event walked, an eighth of a claim's instructions). (`order by … limit 1`: through
-           -- outbox_lane_idx even when one record has most rows)
-           (select e.id from syncd.outbox e
-            where e.unfinished and e.model = o.model and e.id <> o.id
-              and syncd.outbox_lane(e.key, e.odoo_id) = syncd.outbox_lane(o.key, o.odoo_id)
-            order by e.model, syncd.outbox_lane(e.key, e.odoo_id), e.id limit 1) is null as alone,
            o.id, o.status, o.attempts, o.next_id, o.op, o.model, o.key, o.odoo_id, o.locked_by
     from syncd.outbox o
     where o.unfinished and not o.waiting
@@ -252,6 +243,21 @@ candidates as materialized (
     order by o.id
     limit :batch_size
     for update of o skip locked
+),
+-- New events of the walk, and whether each is the only unfinished event of its record (the usual
+-- case): its head, nothing to place. Probed once the walk has locked them, not for every row the
+-- walk passes (a row that another consumer is claiming is skipped after its probe otherwise). One
+-- probe for another unfinished event of the record, on either side: a descent of outbox_lane_idx
+-- to the record's first entry (a probe per side cost one descent more per event walked).
+-- (`order by … limit 1`: through outbox_lane_idx even when one record has most rows)
+news as materialized (
+    select (select e.id from syncd.outbox e
+            where e.unfinished and e.model = c.model and e.id <> c.id
+              and syncd.outbox_lane(e.key, e.odoo_id) = syncd.outbox_lane(c.key, c.odoo_id)
+            order by e.model, syncd.outbox_lane(e.key, e.odoo_id), e.id limit 1) is null as alone,
+           c.id, c.model, c.key, c.odoo_id
+    from candidates c
+    where c.fresh
 ),
 lost as (
     update syncd.outbox o
@@ -302,9 +308,9 @@ folds (head, id, op, key, odoo_id, next_id, depth) as (
       and case when f.op = 'upsert' then e.key = f.key else e.odoo_id = f.odoo_id end
 ),
 firsts as (
-    select c.model, syncd.outbox_lane(c.key, c.odoo_id) as lane, min(c.id) as first_id
-    from candidates c
-    where c.fresh and not c.alone
+    select n.model, syncd.outbox_lane(n.key, n.odoo_id) as lane, min(n.id) as first_id
+    from news n
+    where not n.alone
     group by 1, 2
 ),
 -- a record's new events are placed together, as many as a fold or a batch takes (a hot
@@ -333,7 +339,7 @@ run_locked as (
 ),
 run_unbroken as (
     select r.first_id, r.id,
-           bool_and(r.id in (select id from run_locked) or r.id in (select id from candidates where fresh and not alone))
+           bool_and(r.id in (select id from run_locked) or r.id in (select id from news where not alone))
                over (partition by r.first_id order by r.pos) as unbroken
     from run r
 ),
@@ -442,7 +448,7 @@ claimed_alone as (
     update syncd.outbox o
     set status = 'inflight', attempts = o.attempts + 1, locked_by = $1,
         locked_until = now() + make_interval(secs => $2)
-    where o.id = any(array(select id from candidates where fresh and alone)) and o.unfinished
+    where o.id = any(array(select id from news where alone)) and o.unfinished
     returning o.id, o.model, o.op, o.key, o.odoo_id, o.payload::text as payload, o.attempts
 ),
 claimed as (
