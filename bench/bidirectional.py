@@ -57,6 +57,7 @@ import json
 import random
 import shutil
 import signal
+import statistics
 import tempfile
 import time
 from collections import Counter
@@ -91,6 +92,8 @@ CREATED_SQL = (
 #: The outbox status of an app change → the sync state its row shows once it is the row's last.
 STATE_OF = {"done": "synced", "dead": "failed", "conflict": "conflict"}
 SETTLED = ("done", "dead", "conflict")
+COLLISION_HEADERS = ["collisions (same field, same record)", "count", "share",
+                     "Odoo user's write answered, ms after the app's commit: median (min–max)"]  # fmt: skip
 
 
 @dataclass
@@ -105,7 +108,9 @@ class Options:
     #: Share of the app's single-record edits followed by an Odoo write of the same field.
     collisions: float = 0.25
     #: The Odoo user's colliding write goes this many seconds after the app's commit, at most.
-    collision_delay: float = 0.05
+    collision_delay: float = 0.02
+    #: Share of the app's edits followed at once by another of the same record.
+    again: float = 0.1
     #: Share of app transactions that are mass updates, and of edits with a value Odoo refuses.
     mass: float = 0.05
     invalid: float = 0.01
@@ -158,6 +163,8 @@ class Report:
     target: str
     numbers: list[tuple[str, str]] = field(default_factory=list)
     collisions: Counter[str] = field(default_factory=Counter)
+    #: per kind of collision: ms from the app's commit until the Odoo user's write was answered
+    collision_ms: dict[str, list[float]] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
 
     @property
@@ -168,7 +175,8 @@ class Report:
         o = self.options
         attempted = sum(self.collisions.values())
         overlapped = self.collisions["detected"] + self.collisions["slipped through"]
-        rows = [[k, str(v), f"{v / attempted:.1%}" if attempted else "—"] for k, v in self.collisions.items()]
+        rows = [[k, str(v), f"{v / attempted:.1%}", ms(self.collision_ms.get(k, []))]
+                for k, v in self.collisions.most_common()]  # fmt: skip
         rate = f"{self.collisions['slipped through'] / overlapped:.1%}" if overlapped else "—"
         checks = [[c.name, "yes" if c.ok else "NO", c.detail] for c in self.checks]
         lines = [
@@ -178,7 +186,7 @@ class Report:
             "",
             markdown_table(["", "count"], self.numbers),
             "",
-            markdown_table(["collisions (same field, same record)", "count", "share"], rows),
+            markdown_table(COLLISION_HEADERS, rows),
             f"slipped through the read-then-write window: {self.collisions['slipped through']} of {overlapped}"
             f" collisions that overlapped syncd's handling ({rate}; detected + slipped)",
             "",
@@ -187,6 +195,12 @@ class Report:
             f"RESULT: {'PASS' if self.ok else 'FAIL'}",
         ]
         return "\n".join(lines)
+
+
+def ms(values: Sequence[float]) -> str:
+    if not values:
+        return "—"
+    return f"{statistics.median(values):.0f} ({min(values):.0f}–{max(values):.0f})"
 
 
 class Soak:
@@ -332,15 +346,21 @@ class Soak:
                 if self.rng.random() < self.o.mass:
                     await self._app_mass()
                 else:
-                    await self._app_single()
+                    rid = await self._app_single()
+                    if rid is not None and self.rng.random() < self.o.again:
+                        # At once: the first change is likely still on its way (a chain, or a fold).
+                        await self._app_single(rid, collide=False)
+                        self.n["app edits right after one of the same record"] += 1
             except asyncpg.DeadlockDetectedError:
                 self.n["app transactions rolled back (deadlock)"] += 1
 
-    async def _app_single(self) -> None:
-        rid = self._pick()
-        if rid is None:
-            return
-        collide = self.rng.random() < self.o.collisions
+    async def _app_single(self, rid: int | None = None, *, collide: bool | None = None) -> int | None:
+        """One UPDATE of one record (picked when None, not one held by another actor); the record, if
+        it was changed and is free again."""
+        rid = self._pick() if rid is None else rid
+        if rid is None or rid in self.busy:
+            return None
+        collide = self.rng.random() < self.o.collisions if collide is None else collide
         values: dict[str, Any]  # a text gets a new value, None flips active
         if not collide and self.rng.random() < self.o.invalid:
             values = {"name": ""}  # Odoo refuses it: "Contacts require a name"
@@ -362,19 +382,23 @@ class Soak:
             )
             if collide and not events:
                 self.n["collisions skipped (row pending)"] += 1
-                return
+                return None
             self.n["app single-record edits"] += 1
             self.n["app edits Odoo refuses"] += values == {"name": ""}
             if len(events) != 1 or events[0]["odoo_id"] != rid or set(events[0]["payload"]) != set(values):
                 self.event_mismatches.append(
                     f"UPDATE of {rid} {sorted(values)} made {[dict(e) for e in events]}"
                 )
-                return
+                return None
             if collide:
                 name = self.rng.choice(texts)
-                task = asyncio.create_task(self._collide(rid, name, values[name], events[0]["id"]))
+                task = asyncio.create_task(
+                    self._collide(rid, name, values[name], events[0]["id"], time.monotonic())
+                )
                 self.collision_tasks.add(task)
                 held = True
+                return None
+            return rid
         finally:
             if not held:
                 self.busy.discard(rid)
@@ -457,7 +481,7 @@ class Soak:
             await self.odoo.write(MODEL, [rid], values)
             self.n["Odoo user writes"] += 1
 
-    async def _collide(self, rid: int, name: str, app_value: str, event_id: int) -> None:
+    async def _collide(self, rid: int, name: str, app_value: str, event_id: int, committed: float) -> None:
         """The Odoo user writes ``name`` of ``rid`` right after the app changed it (event
         ``event_id``); once the event settled, Odoo's value says what happened (module docstring)."""
         assert self.odoo is not None and self.pool is not None
@@ -465,6 +489,7 @@ class Soak:
             await asyncio.sleep(self.rng.uniform(0, self.o.collision_delay))
             value = self._text("odoo", name)
             await self.odoo.write(MODEL, [rid], {name: value})
+            answered = time.monotonic() - committed
             deadline = time.monotonic() + 120
             while True:
                 row = await self.pool.fetchrow(
@@ -500,6 +525,7 @@ class Soak:
                     f"{app_value!r} nor the Odoo user's {value!r}"
                 )
             self.report.collisions[kind] += 1
+            self.report.collision_ms.setdefault(kind, []).append(answered * 1000)
         finally:
             self.busy.discard(rid)
 
@@ -690,8 +716,8 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--collisions", type=float, default=0.25,
                    help="share of the app's edits the Odoo user collides with (default 0.25)")  # fmt: skip
-    p.add_argument("--collision-delay", type=float, default=0.05,
-                   help="the colliding write goes 0..this many seconds after the app's commit (default 0.05)")  # fmt: skip
+    p.add_argument("--collision-delay", type=float, default=0.02,
+                   help="the colliding write goes 0..this many seconds after the app's commit (default 0.02)")  # fmt: skip
     p.add_argument("--resolve", type=float, default=0.3,
                    help="share of held conflicts the app resolves every 3 s (default 0.3)")  # fmt: skip
     p.add_argument("--dsn", help="an existing PostgreSQL (superuser DSN) instead of an embedded one")
