@@ -7,9 +7,11 @@ domain, so a keyset query can start from a sorted index instead of scanning ever
 
 Datetime comparisons use Odoo's whole-second semantics (recorded in ``odoo-wire/c.txt``): the value is
 truncated to the second, ``= X`` matches ``[X, X+1s)``, ``> X`` means ``>= X+1s``, ``<= X`` means
-``< X+1s``; ordering still uses the microseconds. A bare date is its midnight: a whole day for ``>``
-and ``<=`` (``> D`` means from the next day on) but one second for ``=`` and ``!=``, as in Odoo 19's
-``_optimize_type_datetime`` (checked against the real server by ``tests/integration/test_fake_vs_real.py``).
+``< X+1s``; ordering still uses the microseconds. A bare date is its midnight in the user's timezone
+(the context's ``tz``, else the user's): a whole day for ``>`` and ``<=`` (``> D`` means from the next
+day on) but one second for ``=`` and ``!=``, as in Odoo 19's ``_optimize_type_datetime`` (checked
+against the real server by ``tests/integration/test_fake_vs_real.py``, which once failed only after
+23:00 UTC, when Brussels, the demo admin's timezone, is already on the next day).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 from syncd.testing import errors
 from syncd.testing.fields import RELATIONAL, X2MANY, FieldSpec, ModelSpec
 from syncd.testing.store import Row, View
-from syncd.testing.values import ONE_SECOND, parse_domain_date, parse_domain_datetime
+from syncd.testing.values import ONE_DAY, ONE_SECOND, parse_domain_date, parse_domain_datetime, to_utc
 
 Pred = Callable[[int, Row], bool]
 Getter = Callable[[int, Row], Any]
@@ -124,11 +126,19 @@ def _is_empty(value: Any) -> bool:
 class Compiler:
     """Compiles domains of one model against a view (committed rows or a transaction)."""
 
-    def __init__(self, view: View, model: str) -> None:
+    def __init__(self, view: View, model: str, tz: str | None = None) -> None:
         self.view = view
         self.spec: ModelSpec = view.store.spec(model)
         self.model = model
+        #: The timezone a bare date in a datetime condition is read in (the user's: Odoo's env.tz).
+        self.tz = tz
         self._consts: dict[str, Any] = {}
+
+    def _datetime(self, value: Any) -> tuple[datetime, timedelta]:
+        low, unit = parse_domain_datetime(value)
+        if unit == ONE_DAY and self.tz:
+            low = to_utc(low, self.tz)  # a bare date: its midnight where the user is
+        return low, unit
 
     def compile(self, domain: Any) -> Compiled:
         return self.compile_tree(parse(domain))
@@ -278,7 +288,7 @@ class Compiler:
         if value is False or value is None:
             return Compiled("False", {})
         if kind == "datetime":
-            low, unit = parse_domain_datetime(value)
+            low, unit = self._datetime(value)
             return self._range(spec, *_datetime_range(operator, low, unit))
         if kind == "date":
             value = parse_domain_date(value)
@@ -293,7 +303,7 @@ class Compiler:
             get = self.getter(spec)
             return self._call(lambda rid, row: _is_empty(get(rid, row)))
         if spec.type == "datetime":  # the whole second; a bare date is its midnight's second, not its day
-            low, _ = parse_domain_datetime(value)
+            low, _ = self._datetime(value)
             return self._range(spec, low, low + ONE_SECOND)
         if spec.type == "date":
             value = parse_domain_date(value)
@@ -343,7 +353,7 @@ class Compiler:
         positive = _NEGATIVE.get(operator, operator)
         negative = positive != operator
         if positive == "any":
-            sub = Compiler(self.view, comodel).compile(value)
+            sub = Compiler(self.view, comodel, self.tz).compile(value)
             ids = {rid for rid, row in self.view.iter_rows(comodel) if sub.pred(rid, row)}
         elif positive in ("like", "ilike", "=like", "=ilike") or _has_text(value):
             if _is_empty(value) and positive in ("like", "ilike"):

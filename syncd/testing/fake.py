@@ -14,8 +14,6 @@ What the fake still does differently, on purpose, and why that is safe for the t
   per call and runs calls side by side. Timings are measured against the real server (``bench/``),
   never against the fake. A row held by a :meth:`begin` transaction fails a writer at once with
   Odoo's serialization failure, where Odoo first retries for up to ~17 s; the error is the same.
-* **Bare dates in datetime domains** mean UTC midnight here; Odoo reads them in the user's timezone.
-  syncd's cursor only ever sends full ``YYYY-MM-DD HH:MM:SS`` values, which both read as UTC.
 * **The unknown-database error** names PostgreSQL port 5432 (the fake has no PostgreSQL); only the
   error's name and class matter to syncd.
 * **Not modelled**: creating fields through ``ir.model.fields`` (declare them with

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from syncd.testing import errors, orm
 from syncd.testing.fields import FieldSpec, ModelSpec
 from syncd.testing.store import Transaction
-from syncd.testing.values import DATE_FORMAT, DATETIME_FORMAT, INT_MAX, INT_MIN, float_round
+from syncd.testing.values import DATE_FORMAT, DATETIME_FORMAT, INT_MAX, INT_MIN, float_round, to_utc
 
 IMD = "ir.model.data"
 _FALSE_REFS = frozenset({"0", "false", "no", "off", "f", "n"})
@@ -208,10 +207,7 @@ class _Converter:
         return to_utc(naive, self._timezone())
 
     def _timezone(self) -> str:
-        if self.txn.context.get("tz"):
-            return str(self.txn.context["tz"])
-        user = self.txn.get("res.users", self.txn.uid) or {}
-        return str(user.get("tz") or "UTC")
+        return orm.user_tz(self.txn, self.txn.context) or "UTC"
 
     def _reference(
         self, field: FieldSpec, sub: str | None, value: Any, *, in_list: bool = False
@@ -264,20 +260,6 @@ class _Converter:
             )
             self.warnings.append(RowError(message, field.name))
         return int(matches[0][0])
-
-
-def to_utc(naive: datetime, tz_name: str) -> datetime:
-    """Read a wall-clock time in ``tz_name`` (unknown names: UTC) and give it back as naive UTC.
-
-    Like pytz's ``localize(is_dst=False)``: in a DST gap or overlap the standard-time offset wins.
-    """
-    try:
-        zone = ZoneInfo(tz_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return naive
-    first, second = naive.replace(tzinfo=zone, fold=0), naive.replace(tzinfo=zone, fold=1)
-    chosen = first if first.dst() == timedelta(0) or second.dst() != timedelta(0) else second
-    return chosen.astimezone(UTC).replace(tzinfo=None)
 
 
 # ------------------------------------------------------------------------------------------ rows

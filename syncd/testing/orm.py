@@ -190,7 +190,7 @@ def search_rows(
 ) -> list[tuple[int, Row]]:
     check_access(view, model, "read")
     spec = view.store.spec(model)
-    compiler = Compiler(view, model)
+    compiler = Compiler(view, model, user_tz(view, context))
     compiled = compiler.compile_tree(_with_active_test(spec, parse(domain), context))
     order_items = parse_order(spec, order)
     candidates, in_order = _candidates(view, model, compiled, order_items)
@@ -213,10 +213,20 @@ def search_rows(
     return matching[offset : offset + limit] if limit else matching[offset:]
 
 
+def user_tz(view: View, context: Mapping[str, Any] | None) -> str | None:
+    """Odoo's ``env.tz``: the context's ``tz``, else the calling user's (None: UTC)."""
+    if context and context.get("tz"):
+        return str(context["tz"])
+    user = view.get("res.users", view.uid) or {}
+    return str(user["tz"]) if user.get("tz") else None
+
+
 def search_count(view: View, model: str, domain: Any, context: Mapping[str, Any] | None = None) -> int:
     check_access(view, model, "read")
     spec = view.store.spec(model)
-    compiled = Compiler(view, model).compile_tree(_with_active_test(spec, parse(domain), context))
+    compiled = Compiler(view, model, user_tz(view, context)).compile_tree(
+        _with_active_test(spec, parse(domain), context)
+    )
     candidates, _ = _candidates(view, model, compiled, [])
     pred = compiled.pred
     return sum(1 for rid, row in candidates if pred(rid, row))
@@ -256,7 +266,7 @@ def name_search(
         if len(fields) > 1:
             name_tree = ("|", [("leaf", (field, operator, name)) for field in fields])
         tree = ("&", [tree, name_tree])
-    compiler = Compiler(view, model)
+    compiler = Compiler(view, model, user_tz(view, context))
     compiled = compiler.compile_tree(_with_active_test(spec, tree, context))
     matching = [(rid, row) for rid, row in view.iter_rows(model) if compiled.pred(rid, row)]
     sort_rows(compiler, matching, parse_order(spec, None))

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from syncd.testing import errors
 from syncd.testing.fields import FieldSpec
@@ -210,3 +211,17 @@ def output_scalar(spec: FieldSpec, value: Any) -> Any:
     if kind in ("float", "monetary"):
         return float(value)
     return value
+
+
+def to_utc(naive: datetime, tz_name: str) -> datetime:
+    """Read a wall-clock time in ``tz_name`` (unknown names: UTC) and give it back as naive UTC.
+
+    Like pytz's ``localize(is_dst=False)``: in a DST gap or overlap the standard-time offset wins.
+    """
+    try:
+        zone = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return naive
+    first, second = naive.replace(tzinfo=zone, fold=0), naive.replace(tzinfo=zone, fold=1)
+    chosen = first if first.dst() == timedelta(0) or second.dst() != timedelta(0) else second
+    return chosen.astimezone(UTC).replace(tzinfo=None)
