@@ -17,7 +17,9 @@ overwritten, as without a base.
 
 from __future__ import annotations
 
+import html
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +31,7 @@ Fields = Mapping[str, Mapping[str, Any]]
 _EMPTY_IS_FALSE = ("boolean",)
 _NUMBERS = ("integer", "float", "monetary")
 _RELATIONS = ("one2many", "many2many")
+_TAG = re.compile(r"<[^>]*>")
 
 
 @dataclass
@@ -113,6 +116,9 @@ def comparable(spec: Mapping[str, Any], value: Any) -> Any:
         return tuple(sorted(int(v) for v in value)) if isinstance(value, list | tuple) else value
     if kind == "date" and isinstance(value, str):
         return value[:10]
+    if kind == "html" and isinstance(value, str):
+        # Odoo sanitizes what it stores ("x" becomes "<p>x</p>"): compare the text, not the markup.
+        return " ".join(html.unescape(_TAG.sub(" ", value)).split()) or None
     if kind == "datetime" and isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)

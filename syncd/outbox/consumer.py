@@ -642,9 +642,12 @@ class OutboxConsumer:
             vals = {n: convert.write_value(model, n, v, fields) for n, v in found.write.items()}
             same = json.dumps(vals, sort_keys=True, default=str)
             groups.setdefault(same, (vals, []))[1].append((e, found))
-        for vals, members in groups.values():
-            outcomes += await self._write_group(model, vals, members)
-        return outcomes
+        # The groups at once (they write different records): the read above is then as close as it can
+        # be to every write (the window in which an edit made in Odoo is overwritten unseen).
+        written = await asyncio.gather(
+            *(self._write_group(model, vals, members) for vals, members in groups.values())
+        )
+        return outcomes + [o for group in written for o in group]
 
     async def _write_group(
         self, model: str, vals: dict[str, Any], members: list[tuple[Event, conflicts.Check]]

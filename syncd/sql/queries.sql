@@ -224,7 +224,8 @@ with recursive done as (
     set status = case when ($13::text[])[width_bucket(o.id, $3::bigint[])] is null then 'done' else 'conflict' end,
         done_at = case when ($13::text[])[width_bucket(o.id, $3::bigint[])] is null then now() end,
         result_id = ($4::bigint[])[width_bucket(o.id, $3::bigint[])],
-        conflicts = ($12::text[])[width_bucket(o.id, $3::bigint[])]::jsonb,
+        -- (a resolved conflict written later keeps the conflicts it had: the record of what happened)
+        conflicts = coalesce(($12::text[])[width_bucket(o.id, $3::bigint[])]::jsonb, o.conflicts),
         last_error = ($13::text[])[width_bucket(o.id, $3::bigint[])], locked_until = null, locked_by = null
     where o.id = any($3::bigint[]) and o.status = 'inflight' and o.locked_by = $1
     returning o.id, o.next_id, extract(epoch from o.done_at - o.created_at)::float8 as seconds

@@ -184,6 +184,8 @@ async def test_both_edit_the_same_field_held_then_resolved_either_way(rig: Rig) 
         (f"App's name {first}", "synced"),
         (f"Odoo's name {second}", "synced"),
     ]
+    resolved = {e["odoo_id"]: e for e in await rig.events()}[first]
+    assert resolved["status"] == "done" and resolved["conflicts"] == held["conflicts"]  # what happened stays
     with pytest.raises(asyncpg.InvalidParameterValueError, match="not a held conflict"):
         await rig.pool.fetchval("select syncd.outbox_resolve($1, 'app')", held["id"])
 

@@ -81,3 +81,10 @@ def test_folded_changes_compare_with_the_first_base_of_each_field() -> None:
     assert merged == {"name": "A", "email": None}
     assert merged_base([({"name": "B"}, None), ({"name": "C"}, {"name": "B"})]) == {}  # the first had none
     assert merged_base([({"name": "B"}, None)]) is None
+
+
+def test_html_compares_its_text_not_the_markup_odoo_adds() -> None:
+    spec = {"type": "html"}
+    assert comparable(spec, "<p>Call  me &amp; you</p>") == comparable(spec, "Call me & you")
+    assert comparable(spec, "<p></p>") == comparable(spec, None)
+    assert comparable(spec, "<p>a</p>") != comparable(spec, "<p>b</p>")
