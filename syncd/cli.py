@@ -244,7 +244,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.outbox is not None:
         ob = result.outbox
         dead = f" (ids {', '.join(map(str, ob.dead_ids[:20]))})" if ob.dead_ids else ""
-        print(f"outbox: {ob.done} delivered, {ob.retried} to retry later, {ob.dead} dead{dead}")
+        held = (
+            f"; {len(ob.held_ids)} of them with fields held as conflicts (ids {', '.join(map(str, ob.held_ids[:20]))}:"
+            " `syncd outbox resolve ID --take app|odoo`)"
+            if ob.held_ids
+            else ""
+        )
+        print(f"outbox: {ob.done} delivered, {ob.retried} to retry later, {ob.dead} dead{dead}{held}")
     return EXIT_FAILED if result.failed else EXIT_OK
 
 

@@ -106,6 +106,8 @@ class DrainReport:
     dead: int = 0
     retried: int = 0
     dead_ids: list[int] = field(default_factory=list)
+    #: Of the done ones: held conflicts (applied but for fields held for ``syncd outbox resolve``).
+    held_ids: list[int] = field(default_factory=list)
 
 
 class OutboxConsumer:
@@ -257,6 +259,8 @@ class OutboxConsumer:
                 for o in await self._deliver_batch(events):
                     if o.status == "done":
                         report.done += 1
+                        if o.held is not None:
+                            report.held_ids.append(o.event.id)
                     elif o.status == "dead":
                         report.dead += 1
                         report.dead_ids.append(o.event.id)
