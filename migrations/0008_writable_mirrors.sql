@@ -224,8 +224,16 @@ as $$
 declare
     origin text := current_setting('syncd.origin', true);
     state text;
+    -- an event redriven or resolved after a later change of its record: the row shows the later one's
+    later boolean;
 begin
     perform set_config('syncd.origin', 'cdc', true);
+    if tg_op = 'UPDATE' and old.status in ('dead', 'conflict') then
+        select exists (select from syncd.outbox l
+                       where l.model = new.model and l.odoo_id = new.odoo_id and l.source = new.source
+                         and l.id > new.id and l.status in ('pending', 'inflight', 'dead', 'conflict'))
+        into later;
+    end if;
     if tg_op = 'DELETE' then  -- discarded by an operator: never applied
         execute format('update %s set "_sync_state" = ''synced'', "_sync_event" = null, "_sync_error" = null'
                        ' where id = $1 and "_sync_event" = $2', old.source)
@@ -233,16 +241,18 @@ begin
         insert into syncd.mirror_refresh (model, odoo_id) values (old.model, old.odoo_id)
         on conflict (model, odoo_id) do update set requested_at = excluded.requested_at;
     elsif new.status = 'pending' then
-        execute format('update %s set "_sync_state" = ''pending'', "_sync_event" = $1, "_sync_error" = null'
-                       ' where id = $2 and ("_sync_event" is null or "_sync_event" = $1)', new.source)
-            using new.id, new.odoo_id;
+        if not coalesce(later, false) then
+            execute format('update %s set "_sync_state" = ''pending'', "_sync_event" = $1, "_sync_error" = null'
+                           ' where id = $2 and ("_sync_event" is null or "_sync_event" = $1)', new.source)
+                using new.id, new.odoo_id;
+        end if;
     else
         state := case new.status when 'done' then 'synced' when 'dead' then 'failed' else 'conflict' end;
         execute format('update %s set "_sync_state" = $1, "_sync_event" = null, "_sync_error" = $2'
                        ' where id = $3 and ("_sync_event" = $4 or ("_sync_event" is null and $5))',
                        new.source)
             using state, case when new.status = 'done' then null else new.last_error end, new.odoo_id,
-                  new.id, old.status in ('dead', 'conflict');
+                  new.id, old.status in ('dead', 'conflict') and not coalesce(later, false);
         insert into syncd.mirror_refresh (model, odoo_id) values (new.model, new.odoo_id)
         on conflict (model, odoo_id) do update set requested_at = excluded.requested_at;
     end if;

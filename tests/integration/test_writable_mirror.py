@@ -330,3 +330,22 @@ async def test_an_app_role_needs_only_update_on_the_mirror_table(rig: Rig) -> No
             await conn.execute(f"drop role {role}")
     (event,) = await rig.events()
     assert (event["op"], event["odoo_id"], event["payload"]) == ("write", rid, {"phone": "+1 000"})
+
+
+async def test_resolving_an_older_conflict_leaves_the_row_showing_the_later_one(rig: Rig) -> None:
+    """Two held conflicts of one row: deciding the older one must not make the row read synced while
+    the later one is still held."""
+    rid = some_partner(rig)
+    rig.fake.write(MODEL, [rid], {"name": "Odoo's name"})
+    await rig.pool.execute(f"update {TABLE} set name = 'App''s name' where id = $1", rid)
+    await rig.drain()
+    rig.fake.write(MODEL, [rid], {"email": "odoo@later.test"})
+    await rig.pool.execute(f"update {TABLE} set email = 'app@later.test' where id = $1", rid)
+    await rig.drain()
+    older, later = await rig.events()
+    assert (older["status"], later["status"]) == ("conflict", "conflict")
+    await rig.pool.fetchval("select syncd.outbox_resolve($1, 'app')", older["id"])
+    await rig.drain()
+    assert rig.odoo_values(rid, "name") == ("App's name",)
+    row = await rig.row(rid)
+    assert row["_sync_state"] == "conflict" and "email" in row["_sync_error"]
