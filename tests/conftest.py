@@ -59,13 +59,15 @@ async def conn(db_dsn: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``real_odoo`` are skipped, with one line saying how to run them, when no real Odoo
-    is configured."""
-    if real_configured():
-        return
+    """Tests that use the real Odoo (the ``real_odoo`` fixture, or marked so) are marked ``real_odoo``
+    (``-m real_odoo`` selects them all), and skipped, with one line saying how to run them, when no real
+    Odoo is configured."""
+    configured = real_configured()
     skip = pytest.mark.skip(reason=SKIP_REASON)
     for item in items:
-        if "real_odoo" in item.keywords:
+        if "real_odoo" in getattr(item, "fixturenames", ()) and "real_odoo" not in item.keywords:
+            item.add_marker(pytest.mark.real_odoo)
+        if not configured and "real_odoo" in item.keywords:
             item.add_marker(skip)
 
 
