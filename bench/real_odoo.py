@@ -786,12 +786,10 @@ async def main_async(args: argparse.Namespace) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def parser() -> argparse.ArgumentParser:
+def add_odoo_arguments(p: argparse.ArgumentParser) -> None:
+    """``--odoo-url/-db/-login/-api-key/-password/-pid``, defaulting to the ``ODOO19_*`` variables
+    that ``../shared/odoo19/up.sh env`` prints."""
     env = os.environ.get
-    p = argparse.ArgumentParser(
-        prog="python -m bench.real_odoo",
-        description="Initial sync, incremental latency and outbox upserts against a real Odoo 19.",
-    )
     p.add_argument("--odoo-url", default=env("ODOO19_URL"), help="default: $ODOO19_URL")
     p.add_argument("--odoo-db", default=env("ODOO19_DB", "odoo"), help="default: $ODOO19_DB, else odoo")
     p.add_argument(
@@ -803,6 +801,14 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--odoo-pid", type=int, default=odoo_pid(env("ODOO19_HOME")),
                    help="the Odoo server's pid, for the report (default: from $ODOO19_HOME/odoo.pid)")  # fmt: skip
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.real_odoo",
+        description="Initial sync, incremental latency and outbox upserts against a real Odoo 19.",
+    )
+    add_odoo_arguments(p)
     p.add_argument("--sections", nargs="+", choices=["cdc", "incremental", "outbox"],
                    default=["cdc", "incremental", "outbox"])  # fmt: skip
     p.add_argument(
