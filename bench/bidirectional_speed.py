@@ -443,8 +443,12 @@ from generate_series(1, $1) g
 class TriggerResults:
     rows: int
     runs: Runs = field(default_factory=Runs)
+    #: µs per single-row UPDATE statement
+    singles: Runs = field(default_factory=Runs)
 
 
+#: Single-row UPDATE statements per round (one transaction).
+SINGLES = 1_000
 PLAIN = "plain mirror table (not writable)"
 WRITABLE = "writable mirror table, an app's UPDATE (→ outbox events)"
 OWN = "writable mirror table, syncd's own write (syncd.origin = 'cdc')"
@@ -489,13 +493,31 @@ async def trigger_section(pg: Postgres, reps: int, rows: int) -> TriggerResults:
             await pool.execute(f"vacuum analyze {table.qualified}")
             await pool.execute("vacuum analyze syncd.outbox")
 
+        async def singles(label: str, table: MirrorTable) -> None:
+            # One statement per row, all in one transaction (the commit aside): what a statement costs.
+            n = min(rows, SINGLES)
+            flips[label] += 1
+            sql = (f"do $$ begin for i in 1..{n} loop update {table.qualified} set phone = 'p' || i || "
+                   f"'-{flips[label]}' where id = i; end loop; end $$")  # fmt: skip
+            async with pool.acquire() as conn:
+                t0 = time.perf_counter()
+                await conn.execute(sql)
+                seconds = time.perf_counter() - t0
+            result.singles.add(label, seconds / n * 1e6)
+            say(f"  {label}, {n:,} single-row UPDATEs: {seconds / n * 1e6:.0f} µs each")
+            await empty_outbox(pool)
+            await pool.execute(f"vacuum analyze {table.qualified}")
+            await pool.execute("vacuum analyze syncd.outbox")
+
         contenders = [
             lambda: update(PLAIN, tables["plain"], False),
             lambda: update(WRITABLE, tables["writable"], False),
             lambda: update(OWN, tables["writable"], True),
+            lambda: singles(PLAIN, tables["plain"]),
+            lambda: singles(WRITABLE, tables["writable"]),
         ]
         await rotated(1, contenders, "trigger: warming up")
-        result.runs = Runs()
+        result.runs, result.singles = Runs(), Runs()
         await rotated(reps, contenders, "trigger")
     return result
 
@@ -518,6 +540,13 @@ def report_trigger(r: TriggerResults) -> tuple[list[str], bool]:
     out.append(markdown_table(
         ["contender", "rows/s per round", "median rows/s", "median ms", "× plain's time", "µs per row over plain"],
         rows,
+    ))  # fmt: skip
+    out += ["", f"One row per statement: {min(r.rows, SINGLES):,} `UPDATE … SET phone = … WHERE id = i` in one "
+            "transaction (a DO loop), µs per statement:", ""]  # fmt: skip
+    out.append(markdown_table(
+        ["contender", "µs per round", "median µs"],
+        [[label, per_rep(r.singles.values[label], "{:.0f}"), f"{r.singles.median(label):.0f}"]
+         for label in (PLAIN, WRITABLE)],
     ))  # fmt: skip
     x = plain / r.runs.median(WRITABLE)
     ok = x <= TARGET_TRIGGER_X
