@@ -7,10 +7,11 @@
 --   behind it goes on) and, like a dead event, kept until an operator or the app resolves it
 --   (done_at stays null, so outbox_dead_idx finds it).
 -- * syncd.enqueue() takes an optional `base` (backwards compatible).
--- * syncd.mirror_change() is the trigger of a writable mirror table (created by the CDC with the
+-- * syncd.mirror_change() is the row trigger of a writable mirror table (created by the CDC with the
 --   table, see syncd/cdc/schema.py): an app's UPDATE becomes an outbox `write` of the changed columns
---   with the old values as base, a DELETE a `delete` (the row stays, pending, until Odoo deleted the
---   record), an INSERT is refused. syncd's own writes (syncd.origin = 'cdc') pass through.
+--   with the old values as base (inserted, for the whole statement at once, by the table's statement
+--   trigger), a DELETE a `delete` (the row stays, pending, until Odoo deleted the record), an INSERT
+--   is refused. syncd's own writes (syncd.origin = 'cdc') pass through.
 -- * syncd.outbox_settled() keeps a mirror row's sync state in step with its event, and asks the CDC
 --   (syncd.mirror_refresh) to read the record again, so that the row ends equal to Odoo's.
 -- * syncd.outbox_resolve(id, take) resolves a held conflict: 'app' writes the held values anyway,
@@ -138,24 +139,43 @@ begin
 end;
 $$;
 
--- The trigger of a writable mirror table: BEFORE INSERT OR UPDATE OR DELETE, FOR EACH ROW, with the
+-- The id of an outbox event to come: the row trigger of a writable mirror table takes it for the row
+-- (`_sync_event`), the table's statement trigger inserts the event with it. Security definer: an app
+-- may insert into syncd.outbox (an identity column needs no grant on its sequence) but not nextval().
+create function syncd.outbox_next_id() returns bigint
+language sql volatile security definer set search_path = pg_catalog
+as $$ select nextval('syncd.outbox_id_seq') $$;
+
+comment on function syncd.outbox_next_id() is
+    'syncd: the id of an outbox event to come (the writable mirror tables'' triggers)';
+
+-- Fails the statement that changed a column an app may not change (called by the statement trigger of
+-- a writable mirror table, whose checks are in SQL).
+create function syncd.mirror_refused(tbl text, col text, why text) returns boolean
+language plpgsql
+as $$
+begin
+    raise exception 'syncd: column %.% cannot be changed: %', tbl, col, why using errcode = '0A000';
+end;
+$$;
+
+-- The row trigger of a writable mirror table: BEFORE INSERT OR UPDATE OR DELETE, FOR EACH ROW, with the
 -- model (tg_argv[0]) and the columns an app may not change, each with why (tg_argv[1], a JSON object).
+-- An app's UPDATE of a row marks it pending with the id of its event to come; the table's statement
+-- trigger (made by syncd/cdc/schema.py with the table, one per table because it names the columns)
+-- then compares the old and new rows of the whole statement, refuses changes of locked field columns
+-- and inserts all the events with one INSERT: an UPDATE of thousands of rows costs one statement in
+-- the outbox, not one per row.
 -- SECURITY DEFINER: an app needs only UPDATE/DELETE on the mirror table, not rights on syncd.outbox.
 create function syncd.mirror_change() returns trigger
 language plpgsql security definer set search_path = ''
 as $$
 declare
     model text := tg_argv[0];
-    locked jsonb := tg_argv[1]::jsonb;
-    n jsonb;
-    o jsonb;
+    origin text := current_setting('syncd.origin', true);
     col text;
-    payload jsonb := '{}'::jsonb;
-    base jsonb := '{}'::jsonb;
     ev bigint;
-    origin text;
 begin
-    origin := current_setting('syncd.origin', true);
     if origin = 'cdc' then  -- syncd's own write: the CDC, or a sync state following its event
         if tg_op = 'DELETE' then
             return old;
@@ -183,29 +203,26 @@ begin
         perform set_config('syncd.origin', coalesce(origin, ''), true);
         return null;
     end if;
-    n := to_jsonb(new);
-    o := to_jsonb(old);
-    for col in select key from jsonb_each(n) where n -> key is distinct from o -> key loop
-        if locked ? col then
-            raise exception 'syncd: column %.% cannot be changed: %', tg_table_name, col, locked ->> col
-                using errcode = '0A000';
-        end if;
-        payload := payload || jsonb_build_object(col, n -> col);
-        base := base || jsonb_build_object(col, o -> col);
-    end loop;
-    if payload = '{}'::jsonb then
-        return new;
+    if new is not distinct from old then
+        return new;  -- nothing changed: no event
+    end if;
+    -- The columns every writable table has; its field columns are checked by the statement trigger.
+    col := case when new.id is distinct from old.id then 'id'
+                when new."_synced_at" is distinct from old."_synced_at" then '_synced_at'
+                when new."_deleted_at" is distinct from old."_deleted_at" then '_deleted_at'
+                when new."_raw" is distinct from old."_raw" then '_raw'
+                when new."_sync_state" is distinct from old."_sync_state" then '_sync_state'
+                when new."_sync_error" is distinct from old."_sync_error" then '_sync_error'
+                when new."_sync_event" is distinct from old."_sync_event" then '_sync_event' end;
+    if col is not null then
+        perform syncd.mirror_refused(tg_table_name, col, tg_argv[1]::jsonb ->> col);
     end if;
     if old."_deleted_at" is not null then
         raise exception 'syncd: % id % was deleted in Odoo: it cannot be changed', model, old.id
             using errcode = '0A000';
     end if;
-    insert into syncd.outbox (model, op, odoo_id, payload, base, source)
-    values (model, 'write', old.id, payload, base, tg_relid::regclass)
-    returning id into ev;
-    perform pg_notify('syncd_outbox', '');
     new."_sync_state" := 'pending';
-    new."_sync_event" := ev;
+    new."_sync_event" := syncd.outbox_next_id();
     new."_sync_error" := null;
     -- The row's values are no longer the record Odoo sent: the next read of it rewrites the row.
     new."_raw" := new."_raw" - 'write_date';
@@ -214,7 +231,7 @@ end;
 $$;
 
 comment on function syncd.mirror_change() is
-    'syncd: trigger of a writable mirror table: UPDATE/DELETE by apps become outbox events, INSERT is refused';
+    'syncd: row trigger of a writable mirror table: UPDATE/DELETE by apps become outbox events, INSERT is refused';
 
 -- A mirror-made event settled (done, dead, held) or went back to pending (redrive, resolve): its
 -- row shows it, and the CDC reads the record again, so the row ends equal to Odoo's.

@@ -5,6 +5,7 @@ scenarios against the real Odoo 19 are in ``tests/e2e/test_writable_mirror_real.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,8 @@ import pytest
 
 from syncd import db
 from syncd.cdc.poller import ModelPoller
-from syncd.config import DatabaseSettings, Settings
+from syncd.cdc.schema import MirrorTable
+from syncd.config import DatabaseSettings, ModelSettings, Settings
 from syncd.odoo import OdooClient
 from syncd.outbox.consumer import DrainReport, OutboxConsumer
 from syncd.testing import FakeOdoo, FakeOdooServer
@@ -253,6 +255,14 @@ async def test_a_mass_update_costs_a_few_odoo_calls(rig: Rig) -> None:
     writes = rig.writes()
     status = await rig.pool.execute(f"update {TABLE} set active = false where id = any($1::bigint[])", ids)
     assert status == "UPDATE 5000"
+    # One event per row, made for the whole statement at once, each the row's _sync_event.
+    events = await rig.pool.fetch(
+        f"select o.odoo_id, o.payload, o.base, m._sync_state from syncd.outbox o join {TABLE} m on m._sync_event = o.id"
+    )
+    assert sorted(e["odoo_id"] for e in events) == sorted(ids)
+    assert {(json.dumps(e["payload"]), json.dumps(e["base"]), e["_sync_state"]) for e in events} == {
+        ('{"active": false}', '{"active": true}', "pending")
+    }
     report = await rig.drain()
     assert (report.done, report.dead) == (5000, 0)
     calls = rig.writes() - writes
@@ -294,6 +304,37 @@ async def test_inserts_and_changes_of_columns_odoo_does_not_let_clients_write_ar
     assert await rig.events() == []
     await rig.pool.execute(f"update {TABLE} set name = name where id = $1", rid)  # nothing changed
     assert await rig.events() == []
+
+
+async def test_a_locked_field_column_fails_the_whole_statement(db_dsn: str) -> None:
+    fields = {"name": {"type": "char", "store": True},
+              "write_date": {"type": "datetime", "store": True, "readonly": True}}  # fmt: skip
+    table = MirrorTable.build(
+        "odoo", ModelSettings(model=MODEL, fields=["name", "write_date"], writable=True), fields
+    )
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        async with conn.transaction():
+            await conn.execute("select set_config('syncd.origin', 'cdc', true)")
+            await conn.execute(table.create_sql())
+            await conn.execute(table.trigger_sql())
+            await conn.execute(f"insert into {table.qualified} (id, name, write_date, _raw) "
+                               "select g, 'p' || g, now(), '{}' from generate_series(1, 100) g")  # fmt: skip
+        # Field columns are checked for the whole statement (the statement trigger): one refused row
+        # fails it all, and no event is left behind.
+        with pytest.raises(
+            asyncpg.FeatureNotSupportedError, match="write_date cannot be changed: Odoo sets it"
+        ):
+            await conn.execute(f"update {table.qualified} set name = name || '!', "
+                               "write_date = case when id = 50 then now() + interval '1 day' else write_date end")  # fmt: skip
+        assert await conn.fetchval("select count(*) from syncd.outbox") == 0
+        assert (
+            await conn.execute(f"update {table.qualified} set name = name || '!' where id <= 10")
+            == "UPDATE 10"
+        )
+        assert await conn.fetchval("select count(*) from syncd.outbox") == 10
+    finally:
+        await conn.close()
 
 
 async def test_a_discarded_change_returns_the_row_to_odoos_values(rig: Rig) -> None:

@@ -138,3 +138,22 @@ def test_non_finite_floats_which_json_cannot_hold_become_null() -> None:
     assert page_json([{"id": 1, "ratio": float("nan"), "other": float("inf")}]) == (
         '[{"id":1,"ratio":null,"other":null}]'
     )
+
+
+def test_a_writable_table_has_a_row_and_a_statement_trigger_and_a_plain_one_drops_them() -> None:
+    fields = {"name": {"type": "char", "store": True}, "write_date": {"type": "datetime", "store": True,
+              "readonly": True}}  # fmt: skip
+    writable = MirrorTable.build(
+        "odoo", ModelSettings(model="res.partner", fields=["name"], writable=True), fields
+    )
+    sql = writable.trigger_sql()
+    assert writable.changed_function == 'syncd."mirror_changed odoo.res_partner"'
+    assert "for each row execute function syncd.mirror_change('res.partner'" in sql
+    assert "referencing old table as syncd_old new table as syncd_new" in sql
+    assert "insert into syncd.outbox" in writable.changed_function_sql()
+    plain = MirrorTable.build("odoo", ModelSettings(model="res.partner", fields=["name"]), fields)
+    assert plain.trigger_sql().count("drop ") == 3
+    long = MirrorTable.build("a_rather_long_schema_name", ModelSettings(model="account.analytic.distribution.model",
+                             fields=["name"], writable=True), fields)  # fmt: skip
+    name = long.changed_function.removeprefix("syncd.").strip('"')
+    assert len(name.encode()) <= 63 and name.startswith("mirror_changed a_rather_long_schema_name.")
