@@ -550,7 +550,7 @@ NAIVE_HOT = "naive: one create/write per event, hot keys"
 
 async def outbox(
     pg: Postgres, odoo: RealOdoo, workdir: Path, reps: int, events: int, naive_events: int, hot_keys: int,
-    batches: Sequence[int], concurrencies: Sequence[int],
+    batches: Sequence[int], concurrencies: Sequence[int], syncd_batches: Sequence[int] = (),
 ) -> OutboxResults:  # fmt: skip
     """Upserts of res.partner end to end, every contender once per rep in a rotated order; the
     partners each one created are deleted after it (not timed)."""
@@ -570,6 +570,12 @@ async def outbox(
                 contenders.append(partial(
                     syncd_drain, pg, odoo, protocol, workdir, f"bench_ob_{protocol}_{rep}",
                     partial(enqueue_upserts, prefix=p, n=events), f"{SYNCD_DISTINCT} ({protocol})",
+                ))  # fmt: skip
+            for b in syncd_batches:  # syncd at other batch sizes than its default (outbox.batch_size)
+                contenders.append(partial(
+                    syncd_drain, pg, odoo, "json2", workdir, f"bench_ob_b{b}_{rep}",
+                    partial(enqueue_upserts, prefix=f"{prefix}b{b}", n=events),
+                    f"{SYNCD_DISTINCT} (json2, batch_size {b})", SYNCD_OUTBOX__BATCH_SIZE=str(b),
                 ))  # fmt: skip
             contenders.append(partial(
                 syncd_drain, pg, odoo, "json2", workdir, f"bench_ob_hot_{rep}",
@@ -774,7 +780,7 @@ async def main_async(args: argparse.Namespace) -> int:
             out += report_incremental(incs, args.changed, initial.records)[0] + [""]
         if "outbox" in sections:
             ob = await outbox(pg, odoo, workdir, args.reps, args.events, args.naive_events, args.hot_keys,
-                              args.load_batches, args.load_concurrency)  # fmt: skip
+                              args.load_batches, args.load_concurrency, args.syncd_batches)  # fmt: skip
             out += report_outbox(ob)[0] + [""]
         out.append(f"The whole benchmark took {time.perf_counter() - started:.0f} s.")
         print("\n".join(out), flush=True)
@@ -826,6 +832,8 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--hot-keys", type=int, default=20, help="keys of the hot-key shape (default 20)")
     p.add_argument("--load-batches", type=int, nargs="+", default=[50, 100, 200, 500])
+    p.add_argument("--syncd-batches", type=int, nargs="*", default=[], metavar="N",
+                   help="also run syncd with outbox.batch_size N (its default is 100)")  # fmt: skip
     p.add_argument("--load-concurrency", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--dsn", help="an existing PostgreSQL (superuser DSN) instead of an embedded one")
     p.add_argument("--seed", type=int, default=7)

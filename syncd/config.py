@@ -222,7 +222,9 @@ class OutboxSettings(_Section):
     #: LISTEN for immediate wake-ups; turn off behind a transaction-mode pooler (polling still works).
     listen: bool = True
     poll_interval_seconds: PositiveSeconds = 1.0
-    batch_size: int = Field(default=100, ge=1, le=10_000)
+    #: Events per claim, and per load() call. 200 is what a real Odoo 19 takes fastest (bench.real_odoo:
+    #: 200 in 2 calls at a time beat 100, 500 and 50; 4 at a time never beat 2).
+    batch_size: int = Field(default=200, ge=1, le=10_000)
     concurrency: int = Field(default=2, ge=1, le=64)
     lease_seconds: PositiveSeconds = 120.0
     max_attempts: int = Field(default=10, ge=1)
