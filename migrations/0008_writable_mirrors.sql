@@ -244,6 +244,11 @@ declare
     -- an event redriven or resolved after a later change of its record: the row shows the later one's
     later boolean;
 begin
+    -- The mirror table was dropped since (an OID that names nothing): no row to keep in step, and the
+    -- statement recording the event's outcome must not fail for it.
+    if not exists (select from pg_catalog.pg_class where oid = coalesce(new.source, old.source)) then
+        return null;
+    end if;
     perform set_config('syncd.origin', 'cdc', true);
     if tg_op = 'UPDATE' and old.status in ('dead', 'conflict') then
         select exists (select from syncd.outbox l

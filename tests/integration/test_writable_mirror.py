@@ -390,3 +390,14 @@ async def test_resolving_an_older_conflict_leaves_the_row_showing_the_later_one(
     assert rig.odoo_values(rid, "name") == ("App's name",)
     row = await rig.row(rid)
     assert row["_sync_state"] == "conflict" and "email" in row["_sync_error"]
+
+
+async def test_a_dropped_mirror_table_does_not_stop_the_outbox(rig: Rig) -> None:
+    """Events of a writable mirror table that an operator dropped since still finish: their outcome
+    has no row to update, and must not fail the statement that records it (or every claim after)."""
+    rid = some_partner(rig)
+    await rig.pool.execute(f"update {TABLE} set phone = '+1 999' where id = $1", rid)
+    await rig.pool.execute(f"drop table {TABLE}")
+    report = await rig.drain()
+    assert (report.done, report.dead) == (1, 0)
+    assert rig.odoo_values(rid, "phone") == ("+1 999",)
