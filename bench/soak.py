@@ -873,22 +873,28 @@ class Soak:
                 reserved.append((model, self.own[model].pop(self.rng.randrange(len(self.own[model])))))
         # The late version must not share its write_date second with the version already mirrored: that
         # is a known gap of the CDC (test_a_very_late_commit_into_an_already_mirrored_second, xfail),
-        # which would fail this soak at random. The reserved records are written by nobody else now.
-        now = datetime.now(UTC).replace(tzinfo=None)  # the fake's write_date: naive UTC
-        second = now.replace(microsecond=0)
-        written = [self.fake.records(m).get(rid, {}).get("write_date") for m, rid in reserved]
-        if any(isinstance(w, datetime) and w.replace(microsecond=0) >= second for w in written):
+        # which would fail this soak at random. The reserved records are written by nobody else from now
+        # on, but a write of the traffic already under way may still land: so the check comes after the
+        # transaction holds their rows (no other write can commit them then), and a transaction stamped
+        # in the same second as a committed version starts again in the next second.
+        while True:
+            txn = self.fake.begin()
+            expected: dict[str, dict[int, str]] = {}
+            for model in MODELS:
+                name = f"late {model} {self.probes}"
+                [new] = txn.create(model, [{"name": name}])
+                expected.setdefault(model, {})[new] = name
+            for model, rid in reserved:
+                if rid not in self.unlinked[model]:
+                    txn.write(model, [rid], {"name": f"late write {rid}"})
+                    expected[model][rid] = f"late write {rid}"
+            second = txn.stamp.replace(microsecond=0)
+            written = [self.fake.records(m).get(rid, {}).get("write_date") for m, rid in reserved]
+            if not any(isinstance(w, datetime) and w.replace(microsecond=0) >= second for w in written):
+                break
+            txn.rollback()
+            now = datetime.now(UTC).replace(tzinfo=None)  # the fake's write_date: naive UTC
             await asyncio.sleep(1.0 - now.microsecond / 1e6 + 0.01)
-        txn = self.fake.begin()
-        expected: dict[str, dict[int, str]] = {}
-        for model in MODELS:
-            name = f"late {model} {self.probes}"
-            [new] = txn.create(model, [{"name": name}])
-            expected.setdefault(model, {})[new] = name
-        for model, rid in reserved:
-            if rid not in self.unlinked[model]:
-                txn.write(model, [rid], {"name": f"late write {rid}"})
-                expected[model][rid] = f"late write {rid}"
         await asyncio.sleep(hold)
         txn.commit()
         for model, rid in reserved:
