@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,16 +75,22 @@ class Scenario:
                                             context={"active_test": False})  # fmt: skip
 
 
+@asynccontextmanager
+async def scenario(odoo: OdooTarget, protocol: Protocol, dsn: str, tmp: Path) -> AsyncIterator[Scenario]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with odoo.client() as admin:
+            yield Scenario(odoo, protocol, dsn, conn, tmp, admin)
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(params=["json2", "jsonrpc"])
 async def scn(
     request: pytest.FixtureRequest, odoo_target: OdooTarget, db_dsn: str, tmp_path: Path
 ) -> AsyncIterator[Scenario]:
-    conn = await asyncpg.connect(db_dsn)
-    try:
-        async with odoo_target.client() as admin:
-            yield Scenario(odoo_target, request.param, db_dsn, conn, tmp_path, admin)
-    finally:
-        await conn.close()
+    async with scenario(odoo_target, request.param, db_dsn, tmp_path) as s:
+        yield s
 
 
 @pytest.fixture(params=["json2", "jsonrpc"])
@@ -91,12 +98,8 @@ async def real(
     request: pytest.FixtureRequest, real_odoo: OdooTarget, db_dsn: str, tmp_path: Path
 ) -> AsyncIterator[Scenario]:
     """A scenario on the real Odoo only."""
-    conn = await asyncpg.connect(db_dsn)
-    try:
-        async with real_odoo.client() as admin:
-            yield Scenario(real_odoo, request.param, db_dsn, conn, tmp_path, admin)
-    finally:
-        await conn.close()
+    async with scenario(real_odoo, request.param, db_dsn, tmp_path) as s:
+        yield s
 
 
 # ------------------------------------------------------------------------------------ Odoo → PostgreSQL
