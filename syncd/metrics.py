@@ -32,6 +32,11 @@ CDC_LAST_SUCCESS = Gauge(
     ["model"],
 )
 CDC_ERRORS = Counter("syncd_cdc_errors", "Failed polls or reconciliations", ["model"])
+CDC_POLLS = Counter(
+    "syncd_cdc_polls",
+    "Polls of a model by what started them: interval (cdc.interval_seconds) or hint (a webhook wake-up)",
+    ["model", "trigger"],
+)
 
 # --------------------------------------------------------------------------------------- outbox
 OUTBOX_EVENTS = Gauge("syncd_outbox_events", "Outbox events by status", ["status"])

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -141,8 +141,12 @@ class ModelPoller:
             await conn.execute(table.trigger_sql())
 
     # -------------------------------------------------------------------------------------- poll
-    async def poll(self) -> PollResult:
-        """Read every change since the cursor, page by page, until caught up."""
+    async def poll(self, *, hinted: Collection[int] = (), window: bool = True) -> PollResult:
+        """Read every change since the cursor, page by page, until caught up.
+
+        ``hinted``: records a webhook said changed, read in full whatever their write_date.
+        ``window``: start ``cdc.lookback_seconds`` before the cursor (late commits); without it, one
+        second before (a hinted poll: the interval polls keep the window)."""
         if self.table is None or self.model.fields == "*":
             await self.prepare()  # "*": a field added in Odoo becomes a column at the next poll
         table = self.table

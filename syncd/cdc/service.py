@@ -44,6 +44,12 @@ MAX_ERROR_BACKOFF = 300.0
 LEASE_INTERVALS = 3
 #: … but never less than this, so that a short interval does not turn a hiccup into a takeover.
 MIN_LEASE_SECONDS = 5.0
+#: After a wake-up (a webhook hint), how long a model's loop waits for more hints before it polls:
+#: a burst of hints becomes one poll.
+HINT_DEBOUNCE_SECONDS = 0.05
+#: Record ids remembered per model between two polls (a hinted record is read even when its
+#: write_date second is the mirror's); beyond this the poll reads only what its probe finds.
+MAX_HINTED_IDS = 1000
 
 
 def fair_share(models: int, replicas: int, rank: int = 0) -> int:
@@ -106,6 +112,10 @@ class CdcService:
             metrics.CDC_RECORDS.labels(model=name)
             metrics.CDC_ERRORS.labels(model=name)
         self.leading: set[str] = set()
+        #: Per model: set by :meth:`wake` (a webhook hint); the model's loop polls at once.
+        self._wakes = {name: asyncio.Event() for name in self.pollers}
+        #: Per model: the record ids hinted since its last poll.
+        self._hinted: dict[str, set[int]] = {name: set() for name in self.pollers}
         #: Set whenever this replica starts leading a model (tests wait on it).
         self.leadership_changed = asyncio.Event()
         #: Leases instead of advisory locks: the DSN goes through a transaction-mode pooler.
@@ -122,6 +132,22 @@ class CdcService:
         if self.by_lease:
             for name, poller in self.pollers.items():
                 poller.guard = self._lease_guard(name)
+
+    # ------------------------------------------------------------------------------------- hints
+    def wake(self, model: str, ids: Iterable[int] = ()) -> bool:
+        """A hint that ``model`` changed (records ``ids``): when this replica polls the model, its
+        loop polls it now (hints that arrive meanwhile are coalesced into that poll) and reads the
+        hinted records in full; True then. False when another replica, or none, polls it here:
+        nothing is done (the caller may pass the hint on)."""
+        if model not in self.leading:
+            return False
+        hinted = self._hinted[model]
+        for record_id in ids:
+            if len(hinted) >= MAX_HINTED_IDS:
+                break
+            hinted.add(record_id)
+        self._wakes[model].set()
+        return True
 
     # -------------------------------------------------------------------------------------- once
     async def run_once(self) -> OnceReport:
@@ -314,6 +340,8 @@ class CdcService:
 
     def _started(self, name: str) -> None:
         log.info("now polling %s on this replica", name, extra={"model": name})
+        self._wakes[name].clear()
+        self._hinted[name] = set()
         self.leading.add(name)
         self.leadership_changed.set()
 
@@ -443,20 +471,33 @@ class CdcService:
         return guard
 
     async def _poll_loop(self, name: str, stop: asyncio.Event, lost: asyncio.Event) -> None:
+        """Poll the model every ``cdc.interval_seconds``, and at once after a wake-up (:meth:`wake`):
+        a hinted poll reads only the newest second before the cursor and the hinted records; the
+        interval polls keep the whole lookback window (late commits)."""
         poller = self.pollers[name]
         cdc = self.settings.cdc
+        wake = self._wakes[name]
         failures = 0
         next_reconcile = time.monotonic()  # reconcile once at start, then every reconcile_interval
+        next_poll = time.monotonic()
+        hinted = False
         while not stop.is_set() and not lost.is_set():
             try:
-                await poller.poll()
+                ids = self._hinted[name]
+                self._hinted[name] = set()
+                if hinted:
+                    metrics.CDC_POLLS.labels(model=name, trigger="hint").inc()
+                    await poller.poll(hinted=ids, window=False)
+                else:
+                    metrics.CDC_POLLS.labels(model=name, trigger="interval").inc()
+                    next_poll = time.monotonic() + cdc.interval_seconds
+                    await poller.poll(hinted=ids)
                 if time.monotonic() >= next_reconcile:
                     await poller.reconcile()
                     next_reconcile = time.monotonic() + cdc.reconcile_interval_seconds
                 if failures:
                     log.info("%s: polling works again", name, extra={"model": name})
                 failures = 0
-                pause = cdc.interval_seconds
             except LeaseLost:
                 # Not an error of the model: another replica polls it now. Nothing was committed.
                 log.warning(
@@ -479,7 +520,15 @@ class CdcService:
                     level = logging.WARNING if e.transient else logging.ERROR
                     log.log(level, "%s: %s (retrying in %.0f s)", name, e, pause, extra={"model": name})
                 await poller.record_error(e)
-            await wait_any(stop, lost, seconds=pause)
+                # Hints do not shorten a backoff: the next attempt is a whole poll.
+                await wait_any(stop, lost, seconds=pause)
+                hinted = False
+                continue
+            await wait_any(stop, lost, wake, seconds=max(0.0, next_poll - time.monotonic()))
+            hinted = wake.is_set() and time.monotonic() < next_poll
+            if hinted:  # a burst of hints becomes one poll
+                await wait_any(stop, lost, seconds=HINT_DEBOUNCE_SECONDS)
+            wake.clear()
 
     @staticmethod
     async def _try_lock(conn: asyncpg.Connection, name: str) -> bool:
