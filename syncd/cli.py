@@ -235,7 +235,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     report = result.cdc
     for name, poll in report.polls.items():
         rec = report.reconciles.get(name)
-        extra = f", {rec.marked_deleted} marked deleted, {rec.refreshed} re-read" if rec else ""
+        extra = (
+            f", reconciled: {rec.marked_deleted} marked deleted, {rec.refreshed} re-read"
+            if rec
+            else ", no reconciliation due"
+        )
         print(f"{name}: {poll.rows_read} records read, {poll.rows_written} written{extra}")
     for name in report.skipped:
         print(f"{name}: skipped (another syncd is polling it)")

@@ -201,6 +201,14 @@ class CdcSettings(_Section):
     #: transaction, so a long transaction commits rows "in the past". Keep it above Odoo's
     #: limit_time_real (120 s by default), the longest an Odoo transaction can run.
     lookback_seconds: float = Field(default=120.0, ge=0, allow_inf_nan=False)
+    #: After a poll, the lookback window costs Odoo ids and write dates only; Odoo's write_date has
+    #: whole seconds, so a record read less than this long after the end of its write_date second
+    #: is read once more (a transaction shorter than this that commits into that same second later
+    #: is seen). Setting it to lookback_seconds covers every transaction the lookback does.
+    settle_seconds: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    #: How often a poller asks Odoo for the model's fields again (a field added to a "*" model shows
+    #: up as a column then); also after any failed poll.
+    schema_refresh_seconds: PositiveSeconds = 3600.0
     reconcile_interval_seconds: PositiveSeconds = 3600.0
     models: list[ModelSettings] = Field(default_factory=list)
 

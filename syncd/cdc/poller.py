@@ -5,6 +5,18 @@ Each page is written in one transaction together with the cursor that covers it,
 the mirror and the cursor agree and the next run resumes at the last committed page. While a page
 is being written, the next one is already being fetched from Odoo.
 
+A first sync (backfill) reads pages of whole records. After it, a page is a *probe*: ids and
+``write_date`` only. Records the mirror lacks, or holds with another ``write_date``, are then read
+in full; the rest of the lookback window costs Odoo one small answer. Odoo's ``write_date`` has
+whole seconds, so a version committed into the same second as the one mirrored looks unchanged: a
+record read while its second could still receive such a commit (within ``cdc.settle_seconds`` after
+that second, :meth:`ModelPoller._settle`) is read once more when that has passed. The first poll after start
+reads the whole window in full (what was still unsettled is not remembered across restarts).
+
+The model's fields come from ``syncd.cdc_state.odoo_fields`` (what ``fields_get`` said last); Odoo is
+asked again every ``cdc.schema_refresh_seconds``, when none is stored, and after a failed poll (a
+field that Odoo no longer has).
+
 A page goes to PostgreSQL as one JSON text, and PostgreSQL converts the values
 (:meth:`~syncd.cdc.schema.MirrorTable.upsert_sql`): Python parses Odoo's answer once (the cursor
 needs write_date and id) and re-serializes it with orjson, and converts nothing per value. When
@@ -23,13 +35,13 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from syncd import db, metrics
-from syncd.cdc.cursor import Cursor, odoo_datetime
+from syncd.cdc.cursor import Cursor, odoo_datetime, parse_second
 from syncd.cdc.schema import MirrorTable, SchemaProblem, page_json
 from syncd.config import CdcSettings, ModelSettings
 from syncd.errors import DatabaseError
@@ -44,6 +56,10 @@ RECONCILE_CHUNK = 10_000
 READ_CHUNK = 500
 #: Seconds between two backfill progress lines.
 PROGRESS_EVERY = 5.0
+#: What ``fields_get`` is asked for (and what ``syncd.cdc_state.odoo_fields`` keeps).
+FIELD_ATTRIBUTES = ["type", "store", "string", "relation", "readonly"]
+#: What a probe page asks for (``id`` comes anyway).
+PROBE_FIELDS = ["write_date"]
 
 
 async def upsert_page(conn: db.Connection, upsert_sql: str, records: Sequence[Mapping[str, Any]]) -> int:
@@ -59,9 +75,12 @@ async def upsert_page(conn: db.Connection, upsert_sql: str, records: Sequence[Ma
 @dataclass
 class PollResult:
     model: str
+    #: Records read in full.
     rows_read: int = 0
     rows_written: int = 0
     pages: int = 0
+    #: Records whose id and write_date a probe page returned.
+    rows_probed: int = 0
 
 
 @dataclass
@@ -85,6 +104,7 @@ class ModelPoller:
         pool: asyncpg.Pool,
         *,
         dry_run: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.model = model
         self.cdc = cdc
@@ -92,8 +112,20 @@ class ModelPoller:
         self.odoo = odoo
         self.pool = pool
         self.dry_run = dry_run
+        #: Seconds, advancing as Odoo's clock does (when records settle: :meth:`_settle`); tests
+        #: with a fake Odoo on a manual clock pass that clock.
+        self.clock = clock
         self.table: MirrorTable | None = None
         self._upsert_sql = ""
+        #: When the fields were last learned from Odoo (monotonic); None: ask at the next poll.
+        self._schema_checked: float | None = None
+        #: Records read while their write_date second could still receive another commit: every
+        #: interval poll reads them in full again until a read finds them settled (:meth:`_settle`).
+        self._unsettled: set[int] = set()
+        #: A lower bound of Odoo's clock (a write_date second) and when it held (self.clock()).
+        self._odoo_floor: tuple[datetime, float] | None = None
+        #: The first incremental poll of this process reads its whole window in full.
+        self._window_read = False
         self.caught_up_at: float | None = None
         #: Awaited inside every mirror transaction before it writes; raising rolls it back.
         #: CdcService checks there that this replica still holds the model's lease.
@@ -104,23 +136,48 @@ class ModelPoller:
         return self.model.model
 
     # ------------------------------------------------------------------------------------ schema
-    async def prepare(self) -> MirrorTable:
-        """Read the model's fields from Odoo, create the mirror table or add missing columns."""
-        fields = await self.odoo.fields_get(
-            self.name, attributes=["type", "store", "string", "relation", "readonly"]
-        )
+    async def prepare(self, *, refresh: bool = False) -> MirrorTable:
+        """Learn the model's fields (from ``syncd.cdc_state`` when stored and not due for a refresh,
+        else from Odoo's ``fields_get``), create the mirror table or add missing columns."""
+        state = None if self.dry_run else await self._stored_schema()
+        fields = state["odoo_fields"] if state is not None and not refresh else None
+        if fields is None:
+            fields = await self.odoo.fields_get(self.name, attributes=FIELD_ATTRIBUTES)
+            if not self.dry_run:
+                async with db.transaction(self.pool, "cdc state") as conn:
+                    await conn.execute(db.queries["cdc_state_ensure"], self.name)
+                    await conn.execute(db.queries["cdc_state_fields"], self.name, fields)
+        elif state is not None and (
+            time.time() - state["odoo_fields_at"].timestamp() >= self.cdc.schema_refresh_seconds
+        ):
+            return await self.prepare(refresh=True)
         if "write_date" not in fields:
             raise SchemaProblem(f"{self.name} has no write_date field: it cannot be mirrored incrementally")
         table = MirrorTable.build(self.mirror_schema, self.model, fields)
         if table != self.table:
             if not self.dry_run:
                 await self._ensure_table(table)
+            if self.table is not None:  # a column more: rows in the window get it at the next poll
+                self._window_read = False
             self.table = table
             self._upsert_sql = table.upsert_sql()
-        if not self.dry_run:
-            async with db.transaction(self.pool, "cdc state") as conn:
-                await conn.execute(db.queries["cdc_state_ensure"], self.name)
+        self._schema_checked = time.monotonic()
         return table
+
+    async def _stored_schema(self) -> Mapping[str, Any] | None:
+        """The stored fields_get answer and when it was taken; None when none is stored."""
+        with db.translate_errors("cdc state"):
+            async with self.pool.acquire() as conn:
+                row = await conn.fetchrow(db.queries["cdc_state_fields_get"], self.name)
+        return dict(row) if row is not None and row["odoo_fields"] is not None else None
+
+    def _schema_due(self) -> bool:
+        checked = self._schema_checked
+        return (
+            self.table is None
+            or checked is None
+            or (time.monotonic() - checked >= self.cdc.schema_refresh_seconds)
+        )
 
     async def _ensure_table(self, table: MirrorTable) -> None:
         async with db.transaction(self.pool, f"mirror table of {self.name}") as conn:
@@ -147,8 +204,8 @@ class ModelPoller:
         ``hinted``: records a webhook said changed, read in full whatever their write_date.
         ``window``: start ``cdc.lookback_seconds`` before the cursor (late commits); without it, one
         second before (a hinted poll: the interval polls keep the window)."""
-        if self.table is None or self.model.fields == "*":
-            await self.prepare()  # "*": a field added in Odoo becomes a column at the next poll
+        if self._schema_due():
+            await self.prepare(refresh=self.table is not None)
         table = self.table
         assert table is not None
         started = time.time()
@@ -156,28 +213,41 @@ class ModelPoller:
         stored = Cursor(state["cursor_write_date"], state["cursor_id"])
         backfill = state["phase"] == "backfill"
         limit = self.cdc.backfill_page_size if backfill else self.cdc.page_size
-        cursor = stored.rewound(timedelta(seconds=self.cdc.lookback_seconds))
+        lookback = self.cdc.lookback_seconds if window or not self._window_read else 0.0
+        cursor = stored.rewound(timedelta(seconds=lookback))
         result = PollResult(self.name)
         progress = _Progress(self, stored) if backfill else None
         if progress is not None:
             await progress.start()
+        # The first incremental poll of this process reads its window in full (see the module).
+        full = backfill or not self._window_read
+        extra = set(hinted) | (self._unsettled if window else set())
+        fields = table.read_fields if full else PROBE_FIELDS
 
-        fetch = asyncio.ensure_future(self._fetch(cursor, limit, table))
+        fetch = asyncio.ensure_future(self._fetch(cursor, limit, fields))
         try:
             while True:
                 asked = time.monotonic()
-                records = await fetch
+                page = await fetch
                 waited = time.monotonic() - asked  # for Odoo: nothing else to do meanwhile
-                cursor, done = cursor.advance(records, limit)
+                cursor, done = cursor.advance(page, limit)
                 if not done:  # fetch the next page while this one is written
-                    fetch = asyncio.ensure_future(self._fetch(cursor, limit, table))
+                    fetch = asyncio.ensure_future(self._fetch(cursor, limit, fields))
+                gone: list[int] = []
+                if full:
+                    records = page
+                else:
+                    result.rows_probed += len(page)
+                    records, gone = await self._read_changed(table, page, extra)
                 stored = cursor.at_least(stored)
                 written = await self._write_page(
-                    table, records, stored, "incremental" if done else state["phase"]
+                    table, records, stored, "incremental" if done else state["phase"], gone
                 )
                 result.rows_read += len(records)
                 result.rows_written += written
                 result.pages += 1
+                if not backfill:
+                    self._settle(records, page)
                 if progress is not None:
                     progress.page(len(records), waited)
                 if done:
@@ -187,10 +257,95 @@ class ModelPoller:
             raise
         if progress is not None:
             progress.finish()
+        if extra:  # hinted or due for a second read, and not in this poll's pages
+            read, written = await self._read_again(table, sorted(extra))
+            result.rows_read += read
+            result.rows_written += written
         if table.writable:
             result.rows_written += await self._refresh_requested(table)
+        self._window_read = self._window_read or not backfill
         await self._succeeded(started)
         return result
+
+    async def _read_changed(
+        self, table: MirrorTable, page: Sequence[Mapping[str, Any]], extra: set[int]
+    ) -> tuple[list[dict[str, Any]], list[int]]:
+        """The records of a probe page to read in full: those the mirror lacks or holds with another
+        write_date, and those of ``extra`` (which this removes from it). Also the ids Odoo no
+        longer has by the time they are read."""
+        ids = [int(r["id"]) for r in page]
+        mirrored = await self._mirrored_write_dates(table, ids)
+        wanted = [
+            i for i, r in zip(ids, page, strict=True) if i in extra or mirrored.get(i) != r["write_date"]
+        ]
+        extra.difference_update(ids)
+        records: list[dict[str, Any]] = []
+        for start in range(0, len(wanted), READ_CHUNK):
+            chunk = wanted[start : start + READ_CHUNK]
+            records += await self.odoo.read(self.name, chunk, table.read_fields, context=ALL_RECORDS)
+        found = {int(r["id"]) for r in records}
+        gone = [i for i in wanted if i not in found]
+        self._unsettled.difference_update(gone)
+        return records, gone
+
+    async def _mirrored_write_dates(self, table: MirrorTable, ids: list[int]) -> dict[int, str]:
+        if not ids or (self.dry_run and not await self._table_exists(table)):
+            return {}
+        with db.translate_errors(f"mirror of {self.name}"):
+            async with self.pool.acquire() as conn:
+                rows = await conn.fetch(table.write_dates_sql(), ids)
+        return {r["id"]: r["write_date"] for r in rows}
+
+    async def _read_again(self, table: MirrorTable, ids: list[int]) -> tuple[int, int]:
+        """Read ``ids`` in full and write what changed (no cursor moves); mark those Odoo no longer
+        has as deleted. Records read and rows written."""
+        read = written = 0
+        for start in range(0, len(ids), READ_CHUNK):
+            chunk = ids[start : start + READ_CHUNK]
+            rows = await self.odoo.read(self.name, chunk, table.read_fields, context=ALL_RECORDS)
+            found = {int(r["id"]) for r in rows}
+            gone = [i for i in chunk if i not in found]
+            self._unsettled.difference_update(gone)
+            read += len(rows)
+            self._settle(rows, rows)
+            if self.dry_run:
+                continue
+            with self._naming_rejected_values(table, rows):
+                async with self._mirroring() as conn:
+                    n = await upsert_page(conn, self._upsert_sql, rows)
+                    if gone:
+                        n += int((await conn.execute(table.mark_deleted_sql(), gone)).rsplit(" ", 1)[-1])
+                    await conn.execute(db.queries["cdc_state_add_rows"], self.name, n)
+            metrics.CDC_RECORDS.labels(model=self.name).inc(n)
+            written += n
+        return read, written
+
+    def _settle(self, records: Sequence[Mapping[str, Any]], page: Sequence[Mapping[str, Any]]) -> None:
+        """Remember which records just read may still be superseded unseen, and forget the rest.
+
+        A version committed later into the same second as the one read looks unchanged to a probe.
+        It comes from a transaction that started in that second: once Odoo's clock is
+        ``cdc.settle_seconds`` past the end of the second, a read shows the last of those that take
+        less than that. Odoo's clock is at least the newest write_date seen, and advances as this
+        poller's does (:meth:`_odoo_now`): no clock of Odoo's needs to agree with ours."""
+        if not page:
+            return
+        odoo_now = self._odoo_now(max(parse_second(r["write_date"]) for r in (*page, *records)), self.clock())
+        horizon = timedelta(seconds=1.0 + self.cdc.settle_seconds)
+        for r in records:
+            if parse_second(r["write_date"]) + horizon > odoo_now:
+                self._unsettled.add(int(r["id"]))
+            else:
+                self._unsettled.discard(int(r["id"]))
+
+    def _odoo_now(self, seen: datetime, now: float) -> datetime:
+        """A lower bound of Odoo's clock at ``now`` (this poller's clock): the newest write_date
+        ever seen, moved on by the time passed here since."""
+        if self._odoo_floor is not None:
+            floor, at = self._odoo_floor
+            seen = max(seen, floor + timedelta(seconds=now - at))
+        self._odoo_floor = (seen, now)
+        return seen
 
     async def _refresh_requested(self, table: MirrorTable) -> int:
         """Read again the records whose app change settled (``syncd.mirror_refresh``: applied, refused,
@@ -208,6 +363,7 @@ class ModelPoller:
             ids = [r["odoo_id"] for r in requests]
             rows = await self.odoo.read(self.name, ids, table.read_fields, context=ALL_RECORDS)
             gone = sorted(set(ids) - {int(r["id"]) for r in rows})
+            self._settle(rows, rows)
             with self._naming_rejected_values(table, rows):
                 async with self._mirroring() as conn:
                     n = await upsert_page(conn, self._upsert_sql, rows) if rows else 0
@@ -220,14 +376,19 @@ class ModelPoller:
             if len(requests) < READ_CHUNK:
                 return written
 
-    async def _fetch(self, cursor: Cursor, limit: int, table: MirrorTable) -> list[dict[str, Any]]:
+    async def _fetch(self, cursor: Cursor, limit: int, fields: list[str]) -> list[dict[str, Any]]:
         domain, order = cursor.query()
         return await self.odoo.search_read(
-            self.name, domain, table.read_fields, limit=limit, order=order, context=ALL_RECORDS
+            self.name, domain, fields, limit=limit, order=order, context=ALL_RECORDS
         )
 
     async def _write_page(
-        self, table: MirrorTable, records: list[dict[str, Any]], cursor: Cursor, phase: str
+        self,
+        table: MirrorTable,
+        records: list[dict[str, Any]],
+        cursor: Cursor,
+        phase: str,
+        gone: Sequence[int] = (),
     ) -> int:
         if self.dry_run:
             return 0
@@ -236,6 +397,10 @@ class ModelPoller:
                 # The page is serialized only now (upsert_page), after the round trips that opened
                 # the transaction, in which the next page's request went out: Odoo does not wait.
                 written = await upsert_page(conn, self._upsert_sql, records)
+                if gone:  # probed, then gone before it was read
+                    written += int(
+                        (await conn.execute(table.mark_deleted_sql(), list(gone))).rsplit(" ", 1)[-1]
+                    )
                 await conn.execute(
                     db.queries["cdc_state_advance"], self.name, cursor.second, cursor.drain_id, phase, written
                 )
@@ -294,8 +459,10 @@ class ModelPoller:
         return 0.0 if self.caught_up_at is None else max(0.0, time.time() - self.caught_up_at)
 
     async def record_error(self, error: BaseException) -> None:
-        """Remember the failure in ``syncd.cdc_state`` (shown by ``syncd status``) and count it."""
+        """Remember the failure in ``syncd.cdc_state`` (shown by ``syncd status``) and count it.
+        The next poll asks Odoo for the fields again: the failure may be a field Odoo no longer has."""
         metrics.CDC_ERRORS.labels(model=self.name).inc()
+        self._schema_checked = None
         if self.dry_run:
             return
         try:
@@ -348,6 +515,12 @@ class ModelPoller:
             )  # fmt: skip
         return result
 
+    async def reconcile_due(self) -> bool:
+        """Whether ``cdc.reconcile_interval_seconds`` have passed since the model's last
+        reconciliation (by any process; never reconciled: due)."""
+        last = (await self._load_state()).get("last_reconcile_at")
+        return last is None or time.time() - last.timestamp() >= self.cdc.reconcile_interval_seconds
+
     async def _table_exists(self, table: MirrorTable) -> bool:
         with db.translate_errors("mirror table"):
             async with self.pool.acquire() as conn:
@@ -366,6 +539,7 @@ class ModelPoller:
         written = 0
         for start in range(0, len(ids), READ_CHUNK):
             rows = await self.odoo.read(self.name, ids[start : start + READ_CHUNK], table.read_fields)
+            self._settle(rows, rows)
             if self.dry_run or not rows:
                 continue
             with self._naming_rejected_values(table, rows):

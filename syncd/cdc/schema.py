@@ -357,6 +357,14 @@ class MirrorTable:
             f' where "_deleted_at" is null and "id" > $1 and "id" <= $2 order by "id"'
         )
 
+    def write_dates_sql(self) -> str:
+        """The write_date Odoo gave (as Odoo wrote it) of the rows with ids ``$1`` not marked deleted:
+        what a probe page is compared with."""
+        return (
+            f'select "id", "_raw"->>\'write_date\' as write_date from {self.qualified}'
+            f' where "id" = any($1::bigint[]) and "_deleted_at" is null'
+        )
+
     def converters(self) -> list[Callable[[Any], Any]]:
         return [CONVERTERS.get(c.odoo_type, _identity) for c in self.columns]
 

@@ -151,8 +151,9 @@ class CdcService:
 
     # -------------------------------------------------------------------------------------- once
     async def run_once(self) -> OnceReport:
-        """Poll every model until caught up, then reconcile it; models another replica polls right
-        now are skipped."""
+        """Poll every model until caught up, then reconcile it when its reconciliation is due
+        (``cdc.reconcile_interval_seconds`` since the last, whichever process ran it); models another
+        replica polls right now are skipped."""
         if self.by_lease:
             return await self._once_by_lease()
         report = OnceReport()
@@ -201,7 +202,8 @@ class CdcService:
     async def _once(self, report: OnceReport, name: str, poller: ModelPoller) -> None:
         try:
             report.polls[name] = await poller.poll()
-            report.reconciles[name] = await poller.reconcile()
+            if await poller.reconcile_due():
+                report.reconciles[name] = await poller.reconcile()
         except LeaseLost:
             raise
         except SyncdError as e:

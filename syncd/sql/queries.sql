@@ -31,6 +31,13 @@ insert into syncd.schema_migrations (version, name, checksum) values ($1, $2, $3
 -- A row per configured model; a new model starts in backfill with no cursor.
 insert into syncd.cdc_state (model) values ($1) on conflict (model) do nothing;
 
+-- cdc_state_fields --
+-- What fields_get said of the model, kept so that polls, restarts and `syncd --once` need not ask.
+update syncd.cdc_state set odoo_fields = $2, odoo_fields_at = now(), updated_at = now() where model = $1;
+
+-- cdc_state_fields_get --
+select odoo_fields, odoo_fields_at from syncd.cdc_state where model = $1;
+
 -- cdc_state_get --
 select model, cursor_write_date, cursor_id, phase, rows_mirrored, last_success_at,
        last_reconcile_at, last_error, last_error_at

@@ -15,6 +15,7 @@ from syncd.cdc.poller import ModelPoller
 from syncd.config import CdcSettings, DatabaseSettings, ModelSettings, OdooSettings
 from syncd.odoo import OdooClient
 from syncd.testing import FakeOdoo, FakeOdooServer
+from syncd.testing.fake import ManualClock
 
 PARTNER_FIELDS = ["name", "email", "parent_id", "active", "is_company", "category_id", "color"]
 
@@ -37,7 +38,15 @@ class Rig:
         self, model: str = "res.partner", fields: list[str] | str = PARTNER_FIELDS, **cdc: Any
     ) -> ModelPoller:
         settings = CdcSettings.model_validate({"lookback_seconds": 120, **cdc})
-        return ModelPoller(ModelSettings(model=model, fields=fields), settings, "odoo", self.odoo, self.pool)
+        return ModelPoller(ModelSettings(model=model, fields=fields), settings, "odoo", self.odoo, self.pool,
+                           clock=self.odoo_seconds)  # fmt: skip
+
+    def odoo_seconds(self) -> float:
+        """The fake Odoo's clock in seconds (a manual one does not tick on this reading): the
+        poller's clock, so that records settle as the fake's time passes, not the test's."""
+        clock = self.fake.clock
+        now = clock.now if isinstance(clock, ManualClock) else clock()
+        return now.timestamp()
 
     async def mirror(self, table: str = "res_partner", *, deleted: bool = False) -> dict[int, dict[str, Any]]:
         """The mirror's live rows (or only the ones marked deleted) as {id: _raw}."""
