@@ -290,7 +290,7 @@ async def _reach_both_sides(
                     await client.connect()
                     # JSON-2 connects without logging in: prove the credentials now, so that a
                     # wrong key stops the start instead of failing every call later.
-                    await client.ping()
+                    await client.check_credentials()
                 except OdooAuthenticationError as e:
                     await client.close()
                     raise ConfigError(

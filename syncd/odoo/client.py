@@ -23,8 +23,14 @@ import aiohttp
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt
 
 from syncd.config import OdooSettings
-from syncd.errors import ConfigError, OdooError, OdooPermanentError, OdooProtocolError
-from syncd.odoo.classify import short_name
+from syncd.errors import (
+    ConfigError,
+    OdooAuthenticationError,
+    OdooError,
+    OdooPermanentError,
+    OdooProtocolError,
+)
+from syncd.odoo.classify import classify, short_name
 from syncd.odoo.json2 import Json2Transport
 from syncd.odoo.jsonrpc import JsonRpcTransport
 from syncd.odoo.retry import RetryPolicy, is_idempotent
@@ -129,6 +135,14 @@ class OdooClient:
         self._rpc: JsonRpcTransport | None = None
         self._transport: Transport | None = None
         self._info: ServerInfo | None = None
+        self._http: HttpEndpoint | None = None
+        #: When a call of the daemon's work last succeeded with no transient failure since (monotonic;
+        #: the probes do not count), and the authentication error of the
+        #: last request when it failed on one: the readiness probe answers from them when it can.
+        self._last_ok: float | None = None
+        self._auth_error: OdooAuthenticationError | None = None
+        #: False once Odoo answered /web/health with 404 (before Odoo 16): the probe logs in instead.
+        self._has_health = True
         self.protocol: Protocol_ | None = None
         self.uid: int | None = None
 
@@ -168,6 +182,7 @@ class OdooClient:
             secrets=(api_key, password),
         )
         self._rpc = JsonRpcTransport(http, database=s.database, username=s.username, secret=s.secret)
+        self._http = http
         try:
             protocol, reason = await self._negotiate()
             if protocol == "json2":
@@ -214,6 +229,7 @@ class OdooClient:
         session, self._session = self._session, (None if self._own_session else self._session)
         self._transport = None
         self._rpc = None
+        self._http = None
         self.protocol = None
         self.uid = None
         if self._own_session and session is not None and not session.closed:
@@ -236,13 +252,38 @@ class OdooClient:
         """
         return await self._execute(model, method, ids, kwargs, idempotent=is_idempotent(method, kwargs))
 
-    async def ping(self) -> None:
+    async def check_credentials(self) -> None:
         """One authenticated request (``res.users.context_get``), no retries, outside the
-        concurrency limit: the daemon's readiness probe. Raises the classified error."""
+        concurrency limit: JSON-2 connects without logging in, so the daemon proves its API key
+        with this at start. Raises the classified error."""
         transport = self._transport
         if transport is None:
             raise RuntimeError("OdooClient is not connected: use 'async with OdooClient(...)'")
         await transport.execute("res.users", "context_get", None, {})
+
+    async def ping(self, *, fresh: float = 0.0) -> None:
+        """The daemon's readiness probe, cheap for Odoo: no request at all when a call of the
+        daemon's own work succeeded within ``fresh`` seconds and none failed since; else ``GET /web/health`` (no login, no registry; on an Odoo
+        without it, one authenticated ``res.users.context_get``). No retries, outside the
+        concurrency limit. Raises the classified error, and the authentication error of the last
+        request when it failed on one (a revoked API key is not "ready")."""
+        http, transport = self._http, self._transport
+        if http is None or transport is None:
+            raise RuntimeError("OdooClient is not connected: use 'async with OdooClient(...)'")
+        if self._auth_error is not None:
+            raise self._auth_error
+        if fresh > 0 and self._last_ok is not None and time.monotonic() - self._last_ok < fresh:
+            return
+        if self._has_health:
+            # db_server_status: Odoo also checks that it reaches its PostgreSQL.
+            answer = await http.get("/web/health?db_server_status=1")
+            if answer.status == 200:
+                return
+            if answer.status != 404:
+                raise classify(answer.status, answer.body, model=None, method="/web/health",
+                               retry_after=answer.retry_after, secrets=http.secrets)  # fmt: skip
+            self._has_health = False
+        await self.check_credentials()
 
     async def _execute(
         self, model: str, method: str, ids: list[int] | None, kwargs: dict[str, Any], *, idempotent: bool
@@ -301,9 +342,16 @@ class OdooClient:
             start = time.perf_counter()
             error: Exception | None = None
             try:
-                return await request()
+                result = await request()
+                self._last_ok = time.monotonic()
+                self._auth_error = None
+                return result
             except Exception as e:
                 error = e
+                if isinstance(e, OdooAuthenticationError):
+                    self._auth_error = e
+                if isinstance(e, OdooError) and e.transient:
+                    self._last_ok = None  # Odoo may be going down: the next probe asks it
                 raise
             finally:
                 if self._observe is not None:

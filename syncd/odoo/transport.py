@@ -119,6 +119,26 @@ class HttpEndpoint:
         log.debug("POST %s -> HTTP %d (%d bytes)", path, status, len(raw))
         return HttpAnswer(status, body, is_json, retry_after)
 
+    async def get(self, path: str) -> HttpAnswer:
+        """GET ``path`` (no credentials); raise an OdooError when no answer arrives."""
+        try:
+            async with self._session.get(
+                self.base_url + path, timeout=self._client_timeout, ssl=self._ssl
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After")
+        except Exception as exc:
+            error = classify_exception(
+                exc, model=None, method=path, timeout=self.timeout, secrets=self._secrets
+            )
+            if error is exc:
+                raise
+            raise error from exc
+        body, is_json = _parse(raw)
+        log.debug("GET %s -> HTTP %d (%d bytes)", path, status, len(raw))
+        return HttpAnswer(status, body, is_json, retry_after)
+
     def log_fault(self, path: str, body: object) -> None:
         """Log Odoo's traceback for an error answer at DEBUG, shortened and without credentials."""
         if not log.isEnabledFor(logging.DEBUG):

@@ -394,7 +394,19 @@ class FakeOdooServer:
         return _json(exc.data(), 404)
 
     async def _health(self, request: web.Request) -> web.StreamResponse:
-        return _json({"status": "pass"})
+        """Odoo's ``/web/health`` (no login): ``{"status": "pass"}``, and ``db_server_status``
+        when asked. Faults act on it as on any call (method ``/web/health``): an Odoo that
+        answers 503 answers it here too."""
+        fault = self.fake.faults.take("/web/health", writes=False)
+        self._record(CallRecord("http", "web", None, "/web/health", [], dict(request.query), self.fake.clock(),
+                                fault.label if fault else None))  # fmt: skip
+        early = await self._fault_response(request, fault)
+        if early is not None:
+            return early
+        body: dict[str, Any] = {"status": "pass"}
+        if request.query.get("db_server_status"):
+            body["db_server_status"] = True
+        return await self._answer(_json(body))
 
 
 class BackgroundFakeOdooServer:

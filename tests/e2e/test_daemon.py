@@ -287,7 +287,7 @@ async def test_odoo_down_for_a_while_makes_it_unready_not_dead_and_it_recovers_w
 
         async def more_failures() -> bool:
             return (
-                len([c for c in odoo.fake.calls if c.fault and c.method == "context_get"])
+                len([c for c in odoo.fake.calls if c.fault and c.method == "/web/health"])
                 >= failed_before + 5
             )
 

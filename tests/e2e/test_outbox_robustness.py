@@ -346,9 +346,9 @@ async def test_odoo_down_then_healthy(rig: Rig) -> None:
     await asyncio.sleep(OUTAGE_SECONDS / 2)
     mid = await rig.counts()  # still down: nothing can get through while this is read
     rig.fake.faults.clear()
-    # The consumer's calls; the daemon's readiness probe (res.users.context_get) fails meanwhile too.
+    # The consumer's calls; the daemon's readiness probe (GET /web/health) fails meanwhile too.
     failed_calls = [
-        c for c in rig.fake.calls[first_call:] if c.fault is not None and c.method != "context_get"
+        c for c in rig.fake.calls[first_call:] if c.fault is not None and c.method != "/web/health"
     ]
 
     await wait_until(lambda: done(61), within=MAX_CONSUMER_BACKOFF + 30, what="delivery after the outage")

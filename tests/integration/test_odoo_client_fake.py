@@ -139,3 +139,36 @@ async def test_injected_503_is_retried(client: OdooClient, fake: Any) -> None:
     fake.faults.fail_next(2, status=503)
 
     assert await client.search_count("res.partner", []) == expected
+
+
+def probes(fake: Any) -> int:
+    return sum(1 for c in fake.calls if c.method in ("/web/health", "context_get"))
+
+
+async def test_the_readiness_probe_is_cheap_and_still_sees_odoo_go_down(client: OdooClient, fake: Any) -> None:
+    await client.ping()
+    assert [c.method for c in fake.calls][-1:] == ["/web/health"], "no login, no model: Odoo's health route"
+    await client.search_read("res.partner", [], ["name"], limit=1)
+    before = probes(fake)
+    await client.ping(fresh=60)
+    assert probes(fake) == before, "a call of the daemon's work just succeeded: nothing to ask"
+    fake.faults.fail_next(1000, status=503)
+    with pytest.raises(errors.OdooError):
+        await client.search_read("res.partner", [], ["name"], limit=1)
+    with pytest.raises(errors.OdooError, match="503"):
+        await client.ping(fresh=60)  # the failure since the success makes it ask
+    fake.faults.clear()
+    await client.ping(fresh=60)
+
+
+async def test_a_refused_key_keeps_the_probe_failing(url: str, fake: Any) -> None:
+    settings = OdooSettings(url=url, database="odoo", username="admin", api_key="admin", protocol="json2")
+    async with OdooClient(settings, retry_policy=FAST) as c:
+        await c.search_read("res.partner", [], ["name"], limit=1)
+        fake.faults.fail_next(1, status=401)
+        with pytest.raises(errors.OdooAuthenticationError):
+            await c.search_read("res.partner", [], ["name"], limit=1)
+        with pytest.raises(errors.OdooAuthenticationError):
+            await c.ping(fresh=60)
+        await c.search_read("res.partner", [], ["name"], limit=1)
+        await c.ping(fresh=60)
