@@ -145,7 +145,9 @@ def probes(fake: Any) -> int:
     return sum(1 for c in fake.calls if c.method in ("/web/health", "context_get"))
 
 
-async def test_the_readiness_probe_is_cheap_and_still_sees_odoo_go_down(client: OdooClient, fake: Any) -> None:
+async def test_the_readiness_probe_is_cheap_and_still_sees_odoo_go_down(
+    client: OdooClient, fake: Any
+) -> None:
     await client.ping()
     assert [c.method for c in fake.calls][-1:] == ["/web/health"], "no login, no model: Odoo's health route"
     await client.search_read("res.partner", [], ["name"], limit=1)
