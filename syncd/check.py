@@ -11,8 +11,15 @@ from dataclasses import dataclass
 from syncd import db, migrate
 from syncd.cdc.schema import SchemaProblem, select_fields
 from syncd.config import ModelSettings, Settings, redact_dsn
-from syncd.errors import DatabaseError, DatabaseUnavailable, OdooAuthenticationError, OdooError, SyncdError
-from syncd.odoo import OdooClient
+from syncd.errors import (
+    DatabaseError,
+    DatabaseUnavailable,
+    OdooAuthenticationError,
+    OdooError,
+    SyncdError,
+    WebhookSetupError,
+)
+from syncd.odoo import OdooClient, webhooks
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,8 @@ class CheckResult:
     detail: str
     #: The failure is "could not reach" (exit 3) rather than "reached, but wrong" (exit 1).
     unreachable: bool = False
+    #: Worth fixing, but syncd works without it (polling only): shown as "warn", exit code unchanged.
+    warning: bool = False
 
 
 async def run_checks(settings: Settings) -> list[CheckResult]:
@@ -102,6 +111,8 @@ async def _check_odoo(settings: Settings) -> list[CheckResult]:
         )
         for model in settings.cdc.models:
             results.append(await _check_model(client, model))
+        if settings.http.webhook_secret is not None and settings.cdc.models:
+            results += await _check_webhooks(client, settings)
         return results
     except OdooError as e:
         return [CheckResult("odoo", False, str(e), unreachable=e.transient)]
@@ -120,3 +131,29 @@ async def _check_model(client: OdooClient, model: ModelSettings) -> CheckResult:
     except SchemaProblem as e:
         return CheckResult(name, False, str(e))
     return CheckResult(name, True, f"{len(selected)} fields to mirror")
+
+
+async def _check_webhooks(client: OdooClient, settings: Settings) -> list[CheckResult]:
+    """Webhooks are configured: are syncd's rules in Odoo, active and posting here? Only warnings:
+    without hints syncd still polls."""
+    http = settings.http
+    if not http.public_url or http.webhook_secret is None:
+        return [
+            CheckResult("webhooks", True, "http.public_url is not set: Odoo cannot post hints", warning=True)
+        ]
+    url = webhooks.webhook_url(http.public_url, http.webhook_secret.get_secret_value())
+    rules = webhooks.WebhookRules(client, settings.cdc.models, url=url, select_fields=select_fields)
+    try:
+        statuses = await rules.status()
+    except (OdooError, WebhookSetupError, SchemaProblem) as e:
+        return [CheckResult("webhooks", True, f"cannot inspect the rules: {e}", warning=True)]
+    results = []
+    for status in statuses:
+        name = f"webhooks {status.model}"
+        if status.ok:
+            results.append(CheckResult(name, True, f"rules active, posting to {webhooks.redact_url(url)}"))
+        else:
+            fix = "`syncd odoo webhooks install`"
+            detail = "; ".join(status.problems()) + f" (fix: {fix}; until then syncd polls only)"
+            results.append(CheckResult(name, True, detail, warning=True))
+    return results

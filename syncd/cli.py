@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from syncd import __version__, db
@@ -22,6 +23,7 @@ from syncd.errors import ConfigError, DatabaseUnavailable, SchemaError, SyncdErr
 from syncd.logs import setup_logging
 
 if TYPE_CHECKING:
+    from syncd.odoo.webhooks import Change, ModelStatus
     from syncd.outbox.redrive import Superseded
 
 EXIT_OK = 0
@@ -118,6 +120,26 @@ def build_parser() -> argparse.ArgumentParser:
     _common_flags(q, top=False)
     q.add_argument("ids", nargs="+", type=int)
 
+    p = add("odoo", "set up Odoo for syncd")
+    odoo_sub = p.add_subparsers(dest="odoo_command", metavar="WHAT", required=True)
+    q = odoo_sub.add_parser(
+        "webhooks",
+        help="the automation rules that post a hint to syncd when a mirrored record changes",
+        description="The automation rules (base_automation) that make Odoo 17+ post a hint to "
+        "{http.public_url}/odoo/webhook/{http.webhook_secret} when a record of a mirrored model is "
+        "created, changed or deleted, so that syncd polls it at once (docs/webhooks.md).",
+    )
+    hooks_sub = q.add_subparsers(dest="webhooks_command", metavar="ACTION", required=True)
+    for name, help_ in (
+        ("install", "create or update the rules of every [[cdc.models]] model (safe to repeat)"),
+        ("remove", "delete every rule and action syncd created in Odoo"),
+        ("status", "per model: the rules, their URL and trigger fields, the last hint; exit 1 if wrong"),
+    ):
+        r = hooks_sub.add_parser(name, help=help_, description=help_)
+        _common_flags(r, top=False)
+        if name == "status":
+            r.add_argument("--json", action="store_true", help="machine-readable output")
+
     p = add("resync", "re-read one model from the beginning (keeps the mirror)")
     p.add_argument("model")
 
@@ -184,7 +206,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     width = max(len(r.name) for r in results)
     print(f"{'CHECK':<{width}}  RESULT  DETAIL")
     for r in results:
-        print(f"{r.name:<{width}}  {'ok' if r.ok else 'FAIL':<6}  {r.detail}")
+        result = "FAIL" if not r.ok else "warn" if r.warning else "ok"
+        print(f"{r.name:<{width}}  {result:<6}  {r.detail}")
     if any(r.unreachable for r in results):
         return EXIT_UNAVAILABLE
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
@@ -381,6 +404,103 @@ async def _status(settings: Settings) -> dict[str, Any]:
     }
 
 
+def cmd_odoo(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    command = args.webhooks_command
+    url = None if command == "remove" else webhook_url_of(settings)
+    if command != "remove" and not settings.cdc.models:
+        raise ConfigError("no [[cdc.models]] configured: there is no model to post hints for")
+    changes, statuses = asyncio.run(_odoo_webhooks(settings, command, url))
+    for c in changes:
+        what = {"absent": "no rules in Odoo"}.get(c.outcome, c.outcome)
+        print(f"{c.model}: {what}" + (f" ({', '.join(c.details)})" if c.details else ""))
+    if command != "status":
+        return EXIT_OK
+    hints = asyncio.run(_last_hints(settings, [s.model for s in statuses]))
+    if args.json:
+        models = [
+            {**s.as_json(), "last_hint_at": hints[1].get(s.model) if isinstance(hints, tuple) else None}
+            for s in statuses
+        ]
+        print(json.dumps({"models": models}, indent=2, default=str))
+    else:
+        for s in statuses:
+            print(_webhook_line(s, hints))
+        if isinstance(hints, str):
+            print(f"(last hints unknown: {hints})")
+    return EXIT_FAILED if any(not s.ok for s in statuses) else EXIT_OK
+
+
+def webhook_url_of(settings: Settings) -> str:
+    """Where Odoo should post, or ConfigError naming the key to set."""
+    from syncd.odoo.webhooks import webhook_url
+
+    http = settings.http
+    if http.webhook_secret is None:
+        raise ConfigError(
+            "http.webhook_secret is not set (or http.webhook_secret_file; env SYNCD_HTTP__WEBHOOK_SECRET): "
+            "the URL Odoo posts to carries it. Without webhooks syncd polls only."
+        )
+    if not http.public_url:
+        raise ConfigError(
+            "http.public_url is not set (env SYNCD_HTTP__PUBLIC_URL): how Odoo reaches this syncd, "
+            "e.g. https://syncd.example.com"
+        )
+    return webhook_url(http.public_url, http.webhook_secret.get_secret_value())
+
+
+async def _odoo_webhooks(
+    settings: Settings, command: str, url: str | None
+) -> tuple[list[Change], list[ModelStatus]]:
+    from syncd.cdc.schema import select_fields
+    from syncd.odoo import OdooClient
+    from syncd.odoo.webhooks import WebhookRules
+
+    async with OdooClient(settings.odoo) as client:
+        rules = WebhookRules(client, settings.cdc.models, url=url, select_fields=select_fields)
+        if command == "install":
+            return await rules.install(), []
+        if command == "remove":
+            return await rules.remove(), []
+        return [], await rules.status()
+
+
+async def _last_hints(settings: Settings, models: list[str]) -> tuple[datetime, dict[str, Any]] | str:
+    """PostgreSQL's now() and when each model's last hint arrived (None: never), or why it could not say."""
+    try:
+        async with db.open_dsn(settings.database) as dsn:
+            conn = await db.connect(dsn, settings.database)
+            try:
+                with db.translate_errors("reading the last hints"):
+                    rows = await conn.fetch(db.queries["cdc_state_hints"], models)
+                    now = await conn.fetchval("select now()")
+            finally:
+                await conn.close()
+    except SyncdError as e:
+        return str(e).splitlines()[0]
+    return now, {r["model"]: r["last_hint_at"] for r in rows}
+
+
+def _webhook_line(status: ModelStatus, hints: tuple[datetime, dict[str, Any]] | str) -> str:
+    """``res.partner: ok (3 trigger fields, posting to https://…/odoo/webhook/…); last hint 42s ago``."""
+    if not status.configured:
+        return (
+            f"{status.model}: {status.problems()[0]}; `syncd odoo webhooks install` or `remove` deletes them"
+        )
+    if isinstance(hints, str):
+        hint = "?"
+    else:
+        now, last = hints
+        at = last.get(status.model)
+        hint = "never" if at is None else f"{_ago((now - at).total_seconds())} ago"
+    if status.ok:
+        url = next((r.url for r in status.rules if r.url), "?")
+        head = f"ok ({len(status.trigger_fields)} trigger fields, posting to {url})"
+    else:
+        head = "; ".join(status.problems()) + " — run `syncd odoo webhooks install`"
+    return f"{status.model}: {head}; last hint {hint}"
+
+
 def cmd_outbox(args: argparse.Namespace) -> int:
     settings = _settings(args)
     return asyncio.run(_outbox(settings, args))
@@ -491,6 +611,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": cmd_status,
     "outbox": cmd_outbox,
     "resync": cmd_resync,
+    "odoo": cmd_odoo,
     "demo": cmd_demo,
 }
 

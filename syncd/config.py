@@ -258,10 +258,22 @@ class OutboxSettings(_Section):
 
 
 class HttpSettings(_Section):
-    """``[http]``: /metrics, /healthz and /readyz."""
+    """``[http]``: /metrics, /healthz and /readyz (and the webhook endpoint Odoo posts hints to)."""
 
     enabled: bool = True
     listen: str = "127.0.0.1:9187"
+    #: The secret part of the webhook URL (``{public_url}/odoo/webhook/{secret}``); None: no webhooks.
+    webhook_secret: SecretStr | None = None
+    webhook_secret_file: Path | None = None
+    #: How Odoo reaches this syncd (scheme, host, optional path), e.g. https://syncd.example.com.
+    public_url: str | None = None
+
+    @model_validator(mode="after")
+    def _webhook_secret(self) -> HttpSettings:
+        if self.webhook_secret_file is not None and self.webhook_secret is None:
+            secret = _read_secret(self.webhook_secret_file, "http.webhook_secret_file")
+            object.__setattr__(self, "webhook_secret", secret)
+        return self
 
     @field_validator("listen")
     @classmethod
@@ -391,7 +403,7 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
         target[key] = value
 
 
-_SECRET_KEYS = {"api_key", "password", "dsn"}
+_SECRET_KEYS = {"api_key", "password", "dsn", "webhook_secret"}
 
 
 def format_validation_error(error: ValidationError, file: Path | None) -> str:

@@ -131,3 +131,8 @@ class OdooUnknownNameError(OdooPermanentError):
 
 class OdooProtocolError(OdooPermanentError):
     """The server answered something that is not a valid answer of the chosen transport."""
+
+
+class WebhookSetupError(SyncdError):
+    """Odoo cannot take syncd's webhook rules: no Automation Rules app, an Odoo before 17, or the user
+    lacks the rights. The message says what to change."""

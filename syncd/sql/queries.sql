@@ -636,3 +636,7 @@ where r.model = $1 and r.odoo_id = t.odoo_id and r.requested_at <= t.requested_a
 -- outbox_resolve --
 -- `syncd outbox resolve ID --take app|odoo` (migration 0008): the event's new status.
 select syncd.outbox_resolve($1, $2);
+
+-- cdc_state_hints --
+-- When the last webhook hint of each model arrived (`syncd odoo webhooks status`).
+select model, last_hint_at from syncd.cdc_state where model = any($1::text[]);

@@ -17,9 +17,11 @@ What the fake still does differently, on purpose, and why that is safe for the t
 * **The unknown-database error** names PostgreSQL port 5432 (the fake has no PostgreSQL); only the
   error's name and class matter to syncd.
 * **Not modelled**: creating fields through ``ir.model.fields`` (declare them with
-  :meth:`FakeOdoo.declare_model`), workflow methods such as ``sale.order.action_confirm``, webhooks
-  of ``base_automation``, and the access rules of users other than admin-like ones. Scenarios that
-  need them run against the real Odoo only (``real_odoo``).
+  :meth:`FakeOdoo.declare_model`; ``ir.model.fields`` only describes them), workflow methods such as
+  ``sale.order.action_confirm``, and the access rules of users other than admin-like ones. Scenarios
+  that need them run against the real Odoo only (``real_odoo``).
+* **Webhooks** of automation rules (:mod:`syncd.testing.automation`) post once per record and
+  transaction; a real Odoo re-runs a rule on its internal writes (see that module).
 * **Fault injection** (``faults``: 5xx, hangs, dropped connections, late commits, in-band ``load()``
   conflicts) exists only here; a real Odoo is never made to fail on purpose.
 """
@@ -32,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
-from syncd.testing import builtin, demo, errors, loader, methods, orm
+from syncd.testing import automation, builtin, demo, errors, loader, methods, orm
 from syncd.testing.faults import CallRecord, Faults
 from syncd.testing.fields import FieldSpec, ModelSpec
 from syncd.testing.methods import Invocation, Method
@@ -133,6 +135,7 @@ class FakeTransaction:
 
     def commit(self) -> None:
         self._txn.finish()
+        self._fake.webhooks.send_soon(self._txn.after_commit)
 
     def rollback(self) -> None:
         self._txn.rollback()
@@ -164,19 +167,28 @@ class FakeOdoo:
     uid = ADMIN_UID
 
     def __init__(
-        self, database: str = "odoo", demo_data: bool = False, clock: Callable[[], datetime] | None = None
+        self,
+        database: str = "odoo",
+        demo_data: bool = False,
+        clock: Callable[[], datetime] | None = None,
+        *,
+        base_automation: bool = True,
     ) -> None:
         self.database = database
         self.clock: Callable[[], datetime] = clock or utcnow
         self.store = Store(lambda: self.clock())
         self.faults = Faults()
+        #: The webhook posts of automation rules (``base_automation=False``: the app is not installed).
+        self.webhooks = automation.FakeWebhooks()
+        self.store.on_commit = automation.collect_posts
         self.calls: list[CallRecord] = []
         self.users: dict[int, FakeUser] = {
             ADMIN_UID: FakeUser(ADMIN_UID, "admin", "admin", frozenset({"admin"})),
             5: FakeUser(5, "demo", "demo", frozenset({"demo"})),
         }
-        for spec in builtin.builtin_models():
+        for spec in builtin.builtin_models() + automation.models(with_base_automation=base_automation):
             self.store.declare(spec)
+        automation.register(self.store, self.store.specs.values())
         demo.install(self.store, demo_data=demo_data)
 
     # ------------------------------------------------------------------ schema
@@ -207,8 +219,10 @@ class FakeOdoo:
                     model, description or model, dict(fields), order=order, rec_name=rec_name
                 )
                 self.store.declare(spec_obj)
+                automation.register(self.store, [spec_obj])
                 return spec_obj
             existing.add_fields(fields)
+            automation.register(self.store, [existing])
             stored = {field.name for field in existing.stored_fields()}
             for row in self.store.tables[model].rows.values():
                 for name in fields:
@@ -276,7 +290,8 @@ class FakeOdoo:
                 txn.rollback()
                 raise
             txn.finish()
-            return result
+        self.webhooks.send_soon(txn.after_commit)
+        return result
 
     def call(self, model: str, method: str, *args: Any, uid: int = ADMIN_UID, **kwargs: Any) -> Any:
         """Like ``execute_kw(model, method, args, kwargs)`` as ``uid``, without HTTP (``context=`` allowed)."""

@@ -175,21 +175,20 @@ class FakeOdooServer:
             with store.lock:
                 return method.handler(inv, store.view(inv.uid))
         if late is None:
-            return self._run_and_commit(inv, method)
-        with store.lock:
-            # Stamped now, committed later: the transaction's write_date is in the past when it shows up.
-            txn, result = self._apply(inv, method)
-        try:
-            await self.fake.faults.wait_released("late_commit", late.delay_seconds)
-        finally:
-            txn.finish()
+            with store.lock:
+                txn, result = self._apply(inv, method)
+                txn.finish()
+        else:
+            with store.lock:
+                # Stamped now, committed later: the transaction's write_date is in the past when it shows up.
+                txn, result = self._apply(inv, method)
+            try:
+                await self.fake.faults.wait_released("late_commit", late.delay_seconds)
+            finally:
+                txn.finish()
+        # Like Odoo: webhooks post after the commit, before the call is answered.
+        await self.fake.webhooks.deliver(txn.after_commit)
         return result
-
-    def _run_and_commit(self, inv: Invocation, method: Method) -> Any:
-        with self.fake.store.lock:
-            txn, result = self._apply(inv, method)
-            txn.finish()
-            return result
 
     def _apply(self, inv: Invocation, method: Method) -> tuple[Transaction, Any]:
         """Run a writing method in a new transaction (the caller holds the store lock); on an error the

@@ -114,6 +114,9 @@ class Store:
         self.xmlids: dict[tuple[str, str], int] = {}
         #: users with every access right (the others get AccessError on admin-only models)
         self.admin_uids: set[int] = {1, 2}
+        #: Called with each transaction about to commit (its changes not yet applied); what it returns
+        #: is kept as the transaction's ``after_commit`` (the fake's webhook posts).
+        self.on_commit: Callable[[Transaction], list[Any]] | None = None
         self._txn_numbers = itertools.count(1)
 
     def declare(self, spec: ModelSpec) -> None:
@@ -180,6 +183,8 @@ class Transaction:
         self.xmlid_changes: dict[tuple[str, str], int | None] = {}
         self._locked: set[tuple[str, int | tuple[str, str]]] = set()
         self._callbacks: list[Callable[[], None]] = []
+        #: What the store's ``on_commit`` hook left to do once this transaction committed.
+        self.after_commit: list[Any] = []
 
     def __repr__(self) -> str:
         return f"<Transaction #{self.number} {self.state} at {self.stamp.isoformat()}>"
@@ -281,6 +286,8 @@ class Transaction:
     def commit(self) -> None:
         with self._store.lock:
             self._check_open()
+            if self._store.on_commit is not None:
+                self.after_commit = self._store.on_commit(self)
             for model, changes in self.changes.items():
                 self._store.tables[model].apply(changes)
             for key, imd_id in self.xmlid_changes.items():
