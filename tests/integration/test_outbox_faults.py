@@ -292,7 +292,7 @@ async def test_delivery_resumes_when_the_probe_sees_odoo_back_not_after_the_paus
     recorded: asyncio.Queue[list[Outcome]] = asyncio.Queue()
     consumer.on_recorded = recorded.put_nowait
     health = Health()
-    monitor = HealthMonitor(health, r.pool, r.odoo, interval=60, timeout=5)
+    monitor = HealthMonitor(health, r.pool, r.odoo, interval=1e-9, timeout=5)  # every probe asks Odoo
     r.fake.faults.fail_next(1_000_000, status=503)
     await monitor.probe_odoo()
     assert health.checks["odoo"].ok is False
