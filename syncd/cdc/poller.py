@@ -13,9 +13,10 @@ record read while its second could still receive such a commit (within ``cdc.set
 that second, :meth:`ModelPoller._settle`) is read once more when that has passed. The first poll after start
 reads the whole window in full (what was still unsettled is not remembered across restarts).
 
-The model's fields come from ``syncd.cdc_state.odoo_fields`` (what ``fields_get`` said last); Odoo is
-asked again every ``cdc.schema_refresh_seconds``, when none is stored, and after a failed poll (a
-field that Odoo no longer has).
+The model's fields are asked from Odoo (``fields_get``) at a daemon's start, every
+``cdc.schema_refresh_seconds`` and after a failed poll (a field that Odoo no longer has), not at every
+poll; ``syncd --once`` takes them from ``syncd.cdc_state.odoo_fields`` (what Odoo said last) unless
+that is older than ``cdc.schema_refresh_seconds``.
 
 A page goes to PostgreSQL as one JSON text, and PostgreSQL converts the values
 (:meth:`~syncd.cdc.schema.MirrorTable.upsert_sql`): Python parses Odoo's answer once (the cursor
@@ -117,6 +118,9 @@ class ModelPoller:
         self.clock = clock
         self.table: MirrorTable | None = None
         self._upsert_sql = ""
+        #: Whether the fields stored in syncd.cdc_state may stand in for asking Odoo at the first poll
+        #: (``syncd --once`` from cron: it starts often); a daemon asks at its start.
+        self.stored_schema_ok = False
         #: When the fields were last learned from Odoo (monotonic); None: ask at the next poll.
         self._schema_checked: float | None = None
         #: Records read while their write_date second could still receive another commit: every
@@ -139,8 +143,9 @@ class ModelPoller:
     async def prepare(self, *, refresh: bool = False) -> MirrorTable:
         """Learn the model's fields (from ``syncd.cdc_state`` when stored and not due for a refresh,
         else from Odoo's ``fields_get``), create the mirror table or add missing columns."""
-        state = None if self.dry_run else await self._stored_schema()
-        fields = state["odoo_fields"] if state is not None and not refresh else None
+        use_stored = self.stored_schema_ok and not refresh and not self.dry_run
+        state = await self._stored_schema() if use_stored else None
+        fields = state["odoo_fields"] if state is not None else None
         if fields is None:
             fields = await self.odoo.fields_get(self.name, attributes=FIELD_ATTRIBUTES)
             if not self.dry_run:

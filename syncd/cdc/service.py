@@ -154,6 +154,8 @@ class CdcService:
         """Poll every model until caught up, then reconcile it when its reconciliation is due
         (``cdc.reconcile_interval_seconds`` since the last, whichever process ran it); models another
         replica polls right now are skipped."""
+        for poller in self.pollers.values():
+            poller.stored_schema_ok = True  # a --once from cron starts often: no fields_get each time
         if self.by_lease:
             return await self._once_by_lease()
         report = OnceReport()

@@ -109,12 +109,16 @@ async def test_hinted_records_are_read_in_full_and_deleted_ones_marked(r: Rig, c
     assert gone in await r.mirror(deleted=True)
 
 
-async def test_the_fields_are_asked_once_and_kept_across_restarts(r: Rig, clock: ManualClock) -> None:
+async def test_the_fields_are_asked_once_and_kept_for_once_runs(r: Rig, clock: ManualClock) -> None:
     poller = r.poller("res.partner", "*")
     await poller.poll()
     await poller.poll()
     assert len(calls(r, "fields_get")) == 1
+    r.fake.calls.clear()
+    await r.poller("res.partner", "*").poll()
+    assert len(calls(r, "fields_get")) == 1, "a daemon's poller asks at its start"
     restarted = r.poller("res.partner", "*")
+    restarted.stored_schema_ok = True  # as `syncd --once` does
     r.fake.calls.clear()
     await restarted.poll()
     assert not calls(r, "fields_get")
@@ -126,7 +130,9 @@ async def test_the_fields_are_asked_once_and_kept_across_restarts(r: Rig, clock:
 async def test_a_stale_stored_schema_is_asked_again(r: Rig) -> None:
     await r.poller().poll()
     r.fake.calls.clear()
-    await r.poller(schema_refresh_seconds=1e-6).poll()
+    poller = r.poller(schema_refresh_seconds=1e-6)
+    poller.stored_schema_ok = True
+    await poller.poll()
     assert len(calls(r, "fields_get")) == 1
 
 
