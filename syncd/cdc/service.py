@@ -274,6 +274,15 @@ class CdcService:
         assert row is not None
         return fair_share(len(self.pollers), int(row["replicas"]), int(row["rank"]))
 
+    def _new_share(self, asked: int | None, share: int) -> int:
+        """The share to go on with: the one just computed, or the last one when PostgreSQL did not
+        answer (a share of 0 — more replicas than models — is a share too)."""
+        if asked is None:
+            return share
+        if asked != share:
+            log.info("cdc: this replica's share is %d of %d models now", asked, len(self.pollers))
+        return asked
+
     async def _leave(self) -> None:
         with contextlib.suppress(SyncdError, TimeoutError):
             async with asyncio.timeout(5.0):
@@ -297,7 +306,7 @@ class CdcService:
         share = len(self.pollers)
         try:
             while not stop.is_set() and not lost.is_set():
-                share = await self._share() or share
+                share = self._new_share(await self._share(), share)
                 if len(tasks) > share:
                     # More than a fair share: give one model up per round (the one taken last), so
                     # that replicas starting later get theirs without everybody moving at once.
@@ -379,7 +388,7 @@ class CdcService:
                     # Its loop ended on LeaseLost (a commit found the lease gone): try again below.
                     del tasks[name], lost[name]
                     self.leading.discard(name)
-                share = await self._share() or share
+                share = self._new_share(await self._share(), share)
                 if len(tasks) > share:
                     # More than a fair share: hand one model over per round (see _lead).
                     name = list(tasks)[-1]

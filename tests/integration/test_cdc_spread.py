@@ -105,3 +105,15 @@ async def test_the_share_of_a_replica_that_died_is_taken_over_once_its_presence_
         await r.pool.execute("insert into syncd.cdc_replicas values ('0-dead', now() + interval '2 seconds')")
         await wait_until(lambda: _true(len(a.leading) == 2), within=20, what="a making room for the other")
         await wait_until(lambda: _true(len(a.leading) == 4), within=20, what="a taking the dead one's share")
+
+
+async def test_a_replica_whose_share_is_none_hands_every_model_over(r: Rig) -> None:
+    """More live replicas than models: the last by rank polls nothing (a share of 0 is a share)."""
+    a = r.service("a")
+    async with running(a):
+        await wait_until(lambda: _true(len(a.leading) == 4), within=20, what="a polling every model")
+        await r.pool.execute(
+            "insert into syncd.cdc_replicas select '0-other-' || i, now() + interval '1 hour'"
+            " from generate_series(1, 4) as i"
+        )
+        await wait_until(lambda: _true(len(a.leading) == 0), within=20, what="a handing over its models")
