@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from syncd import db, migrate
 from syncd.cdc.schema import SchemaProblem, select_fields
-from syncd.config import ModelSettings, Settings, redact_dsn
+from syncd.config import WEBHOOK_PATH_PREFIX, ModelSettings, Settings, redact_dsn
 from syncd.errors import DatabaseError, DatabaseUnavailable, OdooAuthenticationError, OdooError, SyncdError
 from syncd.odoo import OdooClient
 
@@ -27,9 +27,27 @@ class CheckResult:
 async def run_checks(settings: Settings) -> list[CheckResult]:
     source = str(settings.source) if settings.source else "defaults and SYNCD_* environment"
     results = [CheckResult("config", True, source)]
+    results += _check_webhooks(settings)
     results += await _check_postgres(settings)
     results += await _check_odoo(settings)
     return results
+
+
+def _check_webhooks(settings: Settings) -> list[CheckResult]:
+    """What webhook hints will do here (only with ``http.webhook_secret``); never shows the secret."""
+    http = settings.http
+    if not http.webhooks_enabled:
+        return []
+    where = f"{http.public_url}{WEBHOOK_PATH_PREFIX}***" if http.public_url else "http.public_url not set"
+    if settings.database.session_state:
+        routing = "hints reach the replica that polls the model (NOTIFY syncd_cdc_hint)"
+    else:
+        routing = (
+            "hints reach only the replica that polls the model (database.pooler = transaction has "
+            "no LISTEN); others wait for the next poll"
+        )
+    interval = f"cdc.interval_seconds = {settings.cdc.interval_seconds:g}"
+    return [CheckResult("webhooks", True, f"{where}; {routing}; {interval}")]
 
 
 async def _check_postgres(settings: Settings) -> list[CheckResult]:
