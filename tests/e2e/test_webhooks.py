@@ -10,6 +10,7 @@ the fake Odoo over HTTP in this process and a real PostgreSQL; ``syncd check`` s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -138,6 +139,47 @@ async def test_hints_poll_at_once_a_flood_stays_bounded_and_the_outbox_keeps_goi
     assert "webhook hints accepted at POST /odoo/webhook/<http.webhook_secret>" in log
     assert " DEBUG " in log  # the check covers the most talkative level
     assert SECRET not in log
+
+
+async def test_a_hint_to_the_replica_that_does_not_poll_reaches_the_one_that_does(
+    db_dsn: str, odoo: FakeOdooServer, tmp_path: Path
+) -> None:
+    leader = await Daemon(env(db_dsn, odoo.url), tmp_path / "a.log").start()
+    other: Daemon | None = None
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        await leader.wait_ready()
+
+        async def leads() -> bool:
+            return f"now polling {MODEL} on this replica" in leader.log_path.read_text()
+
+        await wait_until(leads, within=15, what="the first replica to poll the model")
+        other = await Daemon(env(db_dsn, odoo.url), tmp_path / "b.log").start()
+        await other.wait_ready()
+        url = http_url(other.log_path.read_text())
+        assert url is not None
+        [rid] = odoo.fake.create(MODEL, {"name": "Through the other replica"})
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(f"{url}/odoo/webhook/{SECRET}", json={"_id": rid, "_model": MODEL}) as r,
+        ):
+            assert r.status == 202
+
+        async def mirrored() -> bool:
+            with contextlib.suppress(asyncpg.UndefinedTableError):
+                return await conn.fetchval("select name from odoo.res_partner where id = $1", rid) is not None
+            return False
+
+        took = await wait_until(mirrored, within=10, interval=0.01, what="the leader's hinted poll")
+        assert took < 2.0, took  # the interval is 60 s
+        forwarded = ("syncd_webhook_hints_total", frozenset({"model": MODEL, "route": "forwarded"}.items()))
+        assert (await scrape(url))[forwarded] == 1
+        assert f"now polling {MODEL} on this replica" not in other.log_path.read_text()
+    finally:
+        await conn.close()
+        for daemon in (leader, other):
+            if daemon is not None:
+                await daemon.terminate()
 
 
 async def test_check_says_how_hints_travel(db_dsn: str, odoo: FakeOdooServer) -> None:
