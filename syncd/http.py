@@ -99,8 +99,9 @@ class HttpServer:
         return f"http://{host}:{self.port}"
 
     def app(self) -> web.Application:
-        # No endpoint takes a larger body than the webhook's (the others are GETs).
-        app = web.Application(client_max_size=WEBHOOK_MAX_BYTES)
+        # No endpoint takes a larger body than the webhook's (the others are GETs); aiohttp refuses
+        # a body that reaches client_max_size.
+        app = web.Application(client_max_size=WEBHOOK_MAX_BYTES + 1)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
