@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from syncd import db, migrate
 from syncd.cdc.schema import SchemaProblem, select_fields
-from syncd.config import ModelSettings, Settings, redact_dsn
+from syncd.config import WEBHOOK_PATH_PREFIX, ModelSettings, Settings, redact_dsn
 from syncd.errors import (
     DatabaseError,
     DatabaseUnavailable,
@@ -36,9 +36,27 @@ class CheckResult:
 async def run_checks(settings: Settings) -> list[CheckResult]:
     source = str(settings.source) if settings.source else "defaults and SYNCD_* environment"
     results = [CheckResult("config", True, source)]
+    results += _webhook_routing(settings)
     results += await _check_postgres(settings)
     results += await _check_odoo(settings)
     return results
+
+
+def _webhook_routing(settings: Settings) -> list[CheckResult]:
+    """What webhook hints will do here (only with ``http.webhook_secret``); never shows the secret."""
+    http = settings.http
+    if not http.webhooks_enabled:
+        return []
+    where = f"{http.public_url}{WEBHOOK_PATH_PREFIX}…" if http.public_url else "http.public_url not set"
+    if settings.database.session_state:
+        routing = "hints reach the replica that polls the model (NOTIFY syncd_cdc_hint)"
+    else:
+        routing = (
+            "hints reach only the replica that polls the model (database.pooler = transaction has "
+            "no LISTEN); others wait for the next poll"
+        )
+    interval = f"cdc.interval_seconds = {settings.cdc.interval_seconds:g}"
+    return [CheckResult("webhook hints", True, f"{where}; {routing}; {interval}")]
 
 
 async def _check_postgres(settings: Settings) -> list[CheckResult]:
@@ -112,7 +130,7 @@ async def _check_odoo(settings: Settings) -> list[CheckResult]:
         for model in settings.cdc.models:
             results.append(await _check_model(client, model))
         if settings.http.webhook_secret is not None and settings.cdc.models:
-            results += await _check_webhooks(client, settings)
+            results += await _check_webhook_rules(client, settings)
         return results
     except OdooError as e:
         return [CheckResult("odoo", False, str(e), unreachable=e.transient)]
@@ -133,7 +151,7 @@ async def _check_model(client: OdooClient, model: ModelSettings) -> CheckResult:
     return CheckResult(name, True, f"{len(selected)} fields to mirror")
 
 
-async def _check_webhooks(client: OdooClient, settings: Settings) -> list[CheckResult]:
+async def _check_webhook_rules(client: OdooClient, settings: Settings) -> list[CheckResult]:
     """Webhooks are configured: are syncd's rules in Odoo, active and posting here? Only warnings:
     without hints syncd still polls."""
     http = settings.http
@@ -141,7 +159,7 @@ async def _check_webhooks(client: OdooClient, settings: Settings) -> list[CheckR
         return [
             CheckResult("webhooks", True, "http.public_url is not set: Odoo cannot post hints", warning=True)
         ]
-    url = webhooks.webhook_url(http.public_url, http.webhook_secret.get_secret_value())
+    url = http.webhook_url()
     rules = webhooks.WebhookRules(client, settings.cdc.models, url=url, select_fields=select_fields)
     try:
         statuses = await rules.status()

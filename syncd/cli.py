@@ -407,7 +407,7 @@ async def _status(settings: Settings) -> dict[str, Any]:
 def cmd_odoo(args: argparse.Namespace) -> int:
     settings = _settings(args)
     command = args.webhooks_command
-    url = None if command == "remove" else webhook_url_of(settings)
+    url = None if command == "remove" else settings.http.webhook_url()
     if command != "remove" and not settings.cdc.models:
         raise ConfigError("no [[cdc.models]] configured: there is no model to post hints for")
     changes, statuses = asyncio.run(_odoo_webhooks(settings, command, url))
@@ -429,24 +429,6 @@ def cmd_odoo(args: argparse.Namespace) -> int:
         if isinstance(hints, str):
             print(f"(last hints unknown: {hints})")
     return EXIT_FAILED if any(not s.ok for s in statuses) else EXIT_OK
-
-
-def webhook_url_of(settings: Settings) -> str:
-    """Where Odoo should post, or ConfigError naming the key to set."""
-    from syncd.odoo.webhooks import webhook_url
-
-    http = settings.http
-    if http.webhook_secret is None:
-        raise ConfigError(
-            "http.webhook_secret is not set (or http.webhook_secret_file; env SYNCD_HTTP__WEBHOOK_SECRET): "
-            "the URL Odoo posts to carries it. Without webhooks syncd polls only."
-        )
-    if not http.public_url:
-        raise ConfigError(
-            "http.public_url is not set (env SYNCD_HTTP__PUBLIC_URL): how Odoo reaches this syncd, "
-            "e.g. https://syncd.example.com"
-        )
-    return webhook_url(http.public_url, http.webhook_secret.get_secret_value())
 
 
 async def _odoo_webhooks(

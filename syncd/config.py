@@ -258,28 +258,78 @@ class OutboxSettings(_Section):
 
 
 class HttpSettings(_Section):
-    """``[http]``: /metrics, /healthz and /readyz (and the webhook endpoint Odoo posts hints to)."""
+    """``[http]``: /metrics, /healthz and /readyz, and the webhook endpoint when a secret is set."""
 
     enabled: bool = True
     listen: str = "127.0.0.1:9187"
-    #: The secret part of the webhook URL (``{public_url}/odoo/webhook/{secret}``); None: no webhooks.
+    #: The secret path part of ``POST /odoo/webhook/<secret>`` (docs/webhooks.md). Webhooks are on
+    #: iff it is set.
     webhook_secret: SecretStr | None = None
     webhook_secret_file: Path | None = None
-    #: How Odoo reaches this syncd (scheme, host, optional path), e.g. https://syncd.example.com.
+    #: The base URL Odoo reaches syncd at (``syncd odoo webhooks install`` builds the rule's URL
+    #: from it); it may differ from ``listen`` behind a proxy or a Kubernetes Service.
     public_url: str | None = None
-
-    @model_validator(mode="after")
-    def _webhook_secret(self) -> HttpSettings:
-        if self.webhook_secret_file is not None and self.webhook_secret is None:
-            secret = _read_secret(self.webhook_secret_file, "http.webhook_secret_file")
-            object.__setattr__(self, "webhook_secret", secret)
-        return self
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, v: str) -> str:
         parse_listen(v)
         return v
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        problem = _webhook_secret_problem(v.get_secret_value()) if v is not None else None
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(
+                "expected the http:// or https:// base URL Odoo reaches syncd at, "
+                "e.g. https://syncd.internal:9187 (no query or fragment)"
+            )
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _resolve(self) -> HttpSettings:
+        if self.webhook_secret_file is not None and self.webhook_secret is None:
+            secret = _read_secret(self.webhook_secret_file, "http.webhook_secret_file")
+            problem = _webhook_secret_problem(secret.get_secret_value())
+            if problem:
+                raise ValueError(f"http.webhook_secret_file = {str(self.webhook_secret_file)!r}: {problem}")
+            object.__setattr__(self, "webhook_secret", secret)
+        if self.webhook_secret is not None and not self.enabled:
+            raise ValueError(
+                "http.webhook_secret: the webhook endpoint is served by the HTTP server; "
+                "set http.enabled = true, or remove the secret to turn webhooks off"
+            )
+        return self
+
+    @property
+    def webhooks_enabled(self) -> bool:
+        """True when a webhook secret is configured: ``POST /odoo/webhook/<secret>`` exists."""
+        return self.webhook_secret is not None
+
+    def webhook_url(self) -> str:
+        """The URL Odoo's rules post to: ``{public_url}/odoo/webhook/{secret}``. It holds the secret:
+        never log or print it. Raises ConfigError naming the missing key."""
+        if self.webhook_secret is None:
+            raise ConfigError(
+                f"http.webhook_secret is not set (webhooks are off); generate one with {KEYGEN_COMMAND}"
+            )
+        if self.public_url is None:
+            raise ConfigError(
+                "http.public_url is not set: the base URL Odoo reaches syncd at, "
+                "e.g. https://syncd.internal:9187"
+            )
+        return self.public_url + webhook_path(self.webhook_secret.get_secret_value())
 
 
 class DaemonSettings(_Section):
@@ -323,6 +373,49 @@ class Settings(_Section):
             # handed to someone else after the statement: notifications never arrive. Poll instead.
             object.__setattr__(self, "outbox", self.outbox.model_copy(update={"listen": False}))
         return self
+
+    @model_validator(mode="after")
+    def _webhook_interval(self) -> Settings:
+        # model_fields_set holds the keys given in the file or the environment: a value set there,
+        # even 5.0, is kept.
+        if self.http.webhooks_enabled and "interval_seconds" not in self.cdc.model_fields_set:
+            cdc = self.cdc.model_copy(update={"interval_seconds": WEBHOOK_INTERVAL_SECONDS})
+            object.__setattr__(self, "cdc", cdc)
+        return self
+
+
+# ----------------------------------------------------------------------------------------- webhooks
+
+#: Where the webhook endpoint lives; the secret follows as the last path segment.
+WEBHOOK_PATH_PREFIX = "/odoo/webhook/"
+#: Shortest webhook secret accepted: it is the only thing that authenticates a hint.
+MIN_WEBHOOK_SECRET_LENGTH = 16
+KEYGEN_COMMAND = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+#: cdc.interval_seconds when webhooks are on and it is not set: hints bring changes at once, the
+#: interval poll is only the safety net for a hint that got lost.
+WEBHOOK_INTERVAL_SECONDS = 60.0
+# RFC 3986 unreserved characters: the secret goes into a URL path as it is.
+_WEBHOOK_SECRET = re.compile(r"^[A-Za-z0-9._~-]+$")
+
+
+def webhook_path(secret: str) -> str:
+    """The path of the webhook endpoint for ``secret`` (secret: never log it)."""
+    return WEBHOOK_PATH_PREFIX + secret
+
+
+def _webhook_secret_problem(secret: str) -> str | None:
+    """What is wrong with a webhook secret, never showing it (not even a part of it)."""
+    if len(secret) < MIN_WEBHOOK_SECRET_LENGTH:
+        return (
+            f"too short ({len(secret)} characters, at least {MIN_WEBHOOK_SECRET_LENGTH}); "
+            f"generate one with {KEYGEN_COMMAND}"
+        )
+    if not _WEBHOOK_SECRET.match(secret):
+        return (
+            "only letters, digits and - _ . ~ may be used (it is part of a URL path); "
+            f"generate one with {KEYGEN_COMMAND}"
+        )
+    return None
 
 
 # ------------------------------------------------------------------------------------------ loading

@@ -23,6 +23,7 @@ import asyncpg
 
 from syncd import __version__, db, metrics, migrate
 from syncd.aio import wait_any
+from syncd.cdc.hints import HintRouter
 from syncd.cdc.service import CdcService, OnceReport
 from syncd.config import Settings, redact_dsn
 from syncd.errors import ConfigError, OdooAuthenticationError, SchemaError, SyncdError
@@ -150,9 +151,13 @@ async def run_forever(
     signals = (signal.SIGTERM, signal.SIGINT)
     for sig in signals:
         loop.add_signal_handler(sig, on_signal, sig)
+    # Hints are taken from the first second; until the workers run they are dropped (counted).
+    hints = HintRouter(settings) if settings.http.webhooks_enabled else None
     try:
         if settings.http.enabled:
-            http = HttpServer(settings.http.listen, health)
+            http = HttpServer(
+                settings.http.listen, health, webhook_secret=settings.http.webhook_secret, hints=hints
+            )
             await http.start()
             if on_listening is not None:
                 on_listening(http.url)
@@ -170,7 +175,7 @@ async def run_forever(
                 )
                 if res is not None:
                     try:
-                        _start_workers(settings, res, health, supervisor)
+                        _start_workers(settings, res, health, supervisor, hints)
                         health.set_serving(True)
                         models = len(settings.cdc.models) if settings.cdc.enabled else 0
                         status = (
@@ -220,7 +225,9 @@ def _watchdog(notifier: SystemdNotifier) -> Callable[[asyncio.Event], Awaitable[
     return run
 
 
-def _start_workers(settings: Settings, res: Resources, health: Health, supervisor: Supervisor) -> None:
+def _start_workers(
+    settings: Settings, res: Resources, health: Health, supervisor: Supervisor, hints: HintRouter | None
+) -> None:
     monitor = HealthMonitor(
         health,
         res.pool,
@@ -233,9 +240,25 @@ def _start_workers(settings: Settings, res: Resources, health: Health, superviso
 
         async def cdc(stop: asyncio.Event) -> None:
             # A fresh service on every (re)start: nothing of a crashed one is reused.
-            await CdcService(settings, res.odoo, res.pool, res.dsn).run(stop)
+            service = CdcService(settings, res.odoo, res.pool, res.dsn)
+            if hints is not None:
+                hints.service = service
+            try:
+                await service.run(stop)
+            finally:
+                if hints is not None and hints.service is service:
+                    hints.service = None
 
         supervisor.start(Component("cdc", cdc))
+    if hints is not None:
+        # Also in an outbox-only process (cdc.enabled = false): Odoo may post to any replica, and
+        # this one passes the hints on to the one that polls the model.
+        router = hints
+
+        async def route_hints(stop: asyncio.Event) -> None:
+            await router.run(stop, res.pool, res.dsn)
+
+        supervisor.start(Component("hints", route_hints))
     if settings.outbox.enabled:
 
         async def outbox(stop: asyncio.Event) -> None:

@@ -38,6 +38,24 @@ CDC_POLLS = Counter(
     ["model", "trigger"],
 )
 
+# ------------------------------------------------------------------------------------- webhooks
+WEBHOOK_HINTS = Counter(
+    "syncd_webhook_hints",
+    "Webhook hints accepted, by model and route: local (this replica polls the model), forwarded "
+    "(by NOTIFY to the replica that does), dropped (no way to it from here: its next poll finds the change)",
+    ["model", "route"],
+)
+WEBHOOK_ROUTES = ("local", "forwarded", "dropped")
+# No model label: the model of a refused request is whatever the sender wrote.
+WEBHOOK_REJECTED = Counter(
+    "syncd_webhook_rejected",
+    "Webhook requests refused, by reason: secret (wrong secret, 404), size (body too large, 413), "
+    "json (not a JSON object with a string _model and a positive integer _id, 400), "
+    "model (_model is not mirrored, 422)",
+    ["reason"],
+)
+WEBHOOK_REJECT_REASONS = ("secret", "size", "json", "model")
+
 # --------------------------------------------------------------------------------------- outbox
 OUTBOX_EVENTS = Gauge("syncd_outbox_events", "Outbox events by status", ["status"])
 OUTBOX_OLDEST_PENDING_AGE = Gauge(
@@ -91,10 +109,15 @@ DEPENDENCY_UP = Gauge(
 )
 COMPONENT_RESTARTS = Counter(
     "syncd_component_restarts",
-    "Times a service of the daemon (cdc, outbox, http) failed and was started again",
+    "Times a service of the daemon (cdc, outbox, hints, http) failed and was started again",
     ["component"],
 )
-for _component in ("cdc", "outbox", "http"):  # at 0 from the start: increase() sees the first restart
+for _component in (
+    "cdc",
+    "outbox",
+    "hints",
+    "http",
+):  # at 0 from the start: increase() sees the first restart
     COMPONENT_RESTARTS.labels(component=_component)
 
 BUILD_INFO = Info("syncd_build", "syncd version")

@@ -35,9 +35,9 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
-from syncd.config import ModelSettings
+from syncd.config import WEBHOOK_PATH_PREFIX, ModelSettings
 from syncd.errors import OdooAccessError, OdooUnknownNameError, WebhookSetupError
 from syncd.odoo.client import OdooClient
 
@@ -45,7 +45,6 @@ Kind = Literal["changed", "deleted"]
 KINDS: tuple[Kind, ...] = ("changed", "deleted")
 TRIGGERS: dict[Kind, str] = {"changed": "on_create_or_write", "deleted": "on_unlink"}
 #: The path of syncd's endpoint; the secret follows it.
-WEBHOOK_PATH = "/odoo/webhook/"
 PREFIX = "syncd"
 #: Never trigger fields: ``write_date``/``write_uid`` move on every write (any field, mirrored or
 #: not), the others never change after the create, which posts anyway.
@@ -61,20 +60,15 @@ NO_APP = "install the Automation Rules app (base_automation) in Odoo (Apps > Aut
 FieldSelector = Callable[[ModelSettings, Mapping[str, Mapping[str, Any]]], Sequence[str]]
 
 
-def webhook_url(public_url: str, secret: str) -> str:
-    """Where Odoo posts: ``{public_url}/odoo/webhook/{secret}`` (the secret percent-encoded)."""
-    return f"{public_url.rstrip('/')}{WEBHOOK_PATH}{quote(secret, safe='')}"
-
-
 def redact_url(url: str) -> str:
     """``url`` safe to print: the secret after ``/odoo/webhook/`` (or any path, and any password in the
     host part, of a URL syncd did not build) replaced by ``…``."""
-    head, sep, _secret = url.partition(WEBHOOK_PATH)
+    head, sep, _secret = url.partition(WEBHOOK_PATH_PREFIX)
     parts = urlsplit(head if sep else url)
     host = parts.hostname or ""
     netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
     if sep:
-        return urlunsplit((parts.scheme, netloc, parts.path, "", "")) + f"{WEBHOOK_PATH}…"
+        return urlunsplit((parts.scheme, netloc, parts.path, "", "")) + f"{WEBHOOK_PATH_PREFIX}…"
     path = "/…" if parts.path.strip("/") or parts.query else parts.path
     return urlunsplit((parts.scheme, netloc, path, "", ""))
 

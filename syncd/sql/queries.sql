@@ -76,6 +76,19 @@ set cursor_write_date = null, cursor_id = null, phase = 'backfill', last_reconci
     updated_at = now()
 where model = $1;
 
+-- cdc_state_hinted --
+-- When webhook hints for models ($1) last arrived ($2), written at most about once a second by each
+-- replica that receives hints; the latest wins when replicas race. Not progress: updated_at stays.
+update syncd.cdc_state as s
+set last_hint_at = greatest(s.last_hint_at, h.at)
+from unnest($1::text[], $2::timestamptz[]) as h (model, at)
+where s.model = h.model;
+
+-- cdc_hint_notify --
+-- Passes webhook hints on to the replica that polls their model: one NOTIFY per payload
+-- ('{"model": ..., "ids": [...]}'), all in one statement.
+select pg_notify('syncd_cdc_hint', payload) from unnest($1::text[]) as payload;
+
 -- cdc_mirror_ddl_lock --
 -- Serialises creating and extending mirror tables (and their schema); released at commit.
 select pg_advisory_xact_lock(7581412095643545602);

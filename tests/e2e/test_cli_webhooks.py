@@ -32,11 +32,12 @@ def _row(out: str, name: str) -> list[str]:
     return line[len(name) :].split(maxsplit=1)
 
 
-def _env(dsn: str, odoo: FakeOdooServer, **extra: str) -> dict[str, str]:
+def _env(dsn: str, odoo: FakeOdooServer, **extra: str | None) -> dict[str, str]:
+    """The environment of a syncd run; a key given as None is left out."""
     base = {"SYNCD_DATABASE__DSN": dsn, "SYNCD_ODOO__URL": odoo.url, "SYNCD_ODOO__API_KEY": "admin",
             "SYNCD_CDC__MODELS": MODELS, "SYNCD_HTTP__WEBHOOK_SECRET": SECRET,
             "SYNCD_HTTP__PUBLIC_URL": "https://syncd.example.com/"}  # fmt: skip
-    return clean_env(**{**base, **extra})
+    return clean_env(**{k: v for k, v in {**base, **extra}.items() if v is not None})
 
 
 async def test_install_status_remove(db_dsn: str, conn: asyncpg.Connection, odoo: FakeOdooServer) -> None:
@@ -77,7 +78,9 @@ async def test_install_status_remove(db_dsn: str, conn: asyncpg.Connection, odoo
         "rules active, posting to https://syncd.example.com/odoo/webhook/…",
     ]
 
-    r = await syncd_async("odoo", "webhooks", "remove", env=_env(db_dsn, odoo, SYNCD_HTTP__WEBHOOK_SECRET=""))
+    r = await syncd_async(
+        "odoo", "webhooks", "remove", env=_env(db_dsn, odoo, SYNCD_HTTP__WEBHOOK_SECRET=None)
+    )
     assert r.code == 0, r.out + r.err
     assert r.out.splitlines() == ["res.partner: removed (2 rules)", "res.partner.category: removed (2 rules)"]
     assert odoo.fake.search("base.automation", [], context={"active_test": False}) == []
@@ -93,12 +96,12 @@ async def test_install_status_remove(db_dsn: str, conn: asyncpg.Connection, odoo
 @pytest.mark.parametrize(
     ("extra", "key"),
     [
-        ({"SYNCD_HTTP__WEBHOOK_SECRET": ""}, "http.webhook_secret"),
-        ({"SYNCD_HTTP__PUBLIC_URL": ""}, "http.public_url"),
+        ({"SYNCD_HTTP__WEBHOOK_SECRET": None}, "http.webhook_secret"),
+        ({"SYNCD_HTTP__PUBLIC_URL": None}, "http.public_url"),
     ],
 )
 async def test_install_without_the_secret_or_the_public_url_exits_2(
-    db_dsn: str, odoo: FakeOdooServer, extra: dict[str, str], key: str
+    db_dsn: str, odoo: FakeOdooServer, extra: dict[str, str | None], key: str
 ) -> None:
     env = _env(db_dsn, odoo)
     for name in extra:

@@ -7,6 +7,7 @@ import pytest
 from pydantic import BaseModel
 
 from syncd.config import ModelSettings, Settings, find_config_file, load_config, redact_dsn
+from syncd.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 
@@ -139,3 +140,83 @@ def test_redact_dsn() -> None:
         "postgresql://u:***@h:5432/db?sslmode=require"
     )
     assert redact_dsn("postgresql://h/db") == "postgresql://h/db"
+
+
+# ------------------------------------------------------------------------------------- webhooks
+SECRET = "hook-S3cret-0123456789"
+
+
+def test_webhooks_are_off_without_a_secret_and_on_with_one(tmp_path: Path) -> None:
+    assert not load_config(None, env={}).http.webhooks_enabled
+    env = {"SYNCD_HTTP__WEBHOOK_SECRET": SECRET, "SYNCD_HTTP__PUBLIC_URL": "https://syncd.internal:9187/"}
+    http = load_config(None, env=env).http
+    assert http.webhooks_enabled
+    assert http.public_url == "https://syncd.internal:9187"
+    assert http.webhook_url() == f"https://syncd.internal:9187/odoo/webhook/{SECRET}"
+    assert SECRET not in repr(http)
+
+
+def test_the_webhook_secret_comes_from_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "hook"
+    path.write_text(SECRET + "\n")
+    http = load_config(None, env={"SYNCD_HTTP__WEBHOOK_SECRET_FILE": str(path)}).http
+    assert http.webhook_secret is not None and http.webhook_secret.get_secret_value() == SECRET
+    # The secret itself wins over its file, as for the other *_file keys.
+    env = {"SYNCD_HTTP__WEBHOOK_SECRET_FILE": str(path), "SYNCD_HTTP__WEBHOOK_SECRET": "other-" + SECRET}
+    http = load_config(None, env=env).http
+    assert http.webhook_secret is not None and http.webhook_secret.get_secret_value() == "other-" + SECRET
+
+
+@pytest.mark.parametrize(
+    ("secret", "expected"),
+    [
+        ("Sh0rt-S3cret", "http.webhook_secret: too short (12 characters, at least 16); generate one with "
+                         "python -c 'import secrets; print(secrets.token_urlsafe(32))'"),
+        ("S3cret/with/slashes-0123", "http.webhook_secret: only letters, digits and - _ . ~ may be used"),
+        ("S3cret with spaces 0123", "http.webhook_secret: only letters, digits and - _ . ~ may be used"),
+    ],
+)  # fmt: skip
+def test_a_weak_or_unusable_webhook_secret_is_refused_without_showing_it(
+    tmp_path: Path, secret: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(None, env={"SYNCD_HTTP__WEBHOOK_SECRET": secret})
+    assert expected in str(e.value)
+    assert "S3cret" not in str(e.value)
+    path = tmp_path / "hook"
+    path.write_text(secret)
+    with pytest.raises(ConfigError) as e:
+        load_config(None, env={"SYNCD_HTTP__WEBHOOK_SECRET_FILE": str(path)})
+    assert f"http.webhook_secret_file = {str(path)!r}: " in str(e.value)
+    assert "S3cret" not in str(e.value)
+
+
+@pytest.mark.parametrize("url", ["syncd.internal:9187", "ftp://syncd.internal", "https://", "https://h/?a=1"])
+def test_public_url_must_be_an_http_base_url(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"http.public_url = .*: expected the http:// or https:// base URL"):
+        load_config(None, env={"SYNCD_HTTP__PUBLIC_URL": url})
+
+
+def test_webhook_url_names_the_missing_key() -> None:
+    with pytest.raises(ConfigError, match=r"http.webhook_secret is not set .*token_urlsafe"):
+        load_config(None, env={"SYNCD_HTTP__PUBLIC_URL": "https://h"}).http.webhook_url()
+    with pytest.raises(ConfigError, match=r"http.public_url is not set"):
+        load_config(None, env={"SYNCD_HTTP__WEBHOOK_SECRET": SECRET}).http.webhook_url()
+
+
+def test_webhooks_need_the_http_server() -> None:
+    env = {"SYNCD_HTTP__WEBHOOK_SECRET": SECRET, "SYNCD_HTTP__ENABLED": "false"}
+    with pytest.raises(ConfigError, match=r"http.webhook_secret: .*set http.enabled = true"):
+        load_config(None, env=env)
+
+
+def test_with_webhooks_the_interval_defaults_to_60_s_unless_set(tmp_path: Path) -> None:
+    hooks = {"SYNCD_HTTP__WEBHOOK_SECRET": SECRET}
+    assert load_config(None, env={}).cdc.interval_seconds == 5.0
+    assert load_config(None, env=hooks).cdc.interval_seconds == 60.0
+    # Set explicitly, even to the plain default, in the environment or in the file: kept.
+    assert load_config(None, env={**hooks, "SYNCD_CDC__INTERVAL_SECONDS": "5"}).cdc.interval_seconds == 5.0
+    path = _write(tmp_path, "[cdc]\ninterval_seconds = 5.0\n")
+    assert load_config(path, env=hooks).cdc.interval_seconds == 5.0
+    path = _write(tmp_path, f'[http]\nwebhook_secret = "{SECRET}"\n[cdc]\npage_size = 100\n')
+    assert load_config(path, env={}).cdc.interval_seconds == 60.0

@@ -75,6 +75,8 @@ SPECIFIC: dict[tuple[str, str], list[Any]] = {
     ("http", "listen"): ["9187", "localhost", ":9187", "127.0.0.1:99999", "h:-1", "[::1]"],
     ("database", "mirror_schema"): ["Odoo", "syncd", "public", "a-b", "x" * 64, "", "1abc", 'o"; drop'],
     ("outbox", "xmlid_module"): ["a.b", "", "x" * 65, "sp ace", "é"],
+    ("http", "webhook_secret"): [SECRET, f"{SECRET}/{SECRET}", f"{SECRET} {SECRET}", f"{SECRET}?é=1"],
+    ("http", "public_url"): ["syncd.internal:9187", "ftp://syncd.internal", "https://", "https://h/#x"],
     ("cdc", "models"): [
         5,
         "res.partner",
