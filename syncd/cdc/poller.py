@@ -203,16 +203,21 @@ class ModelPoller:
             await conn.execute(table.trigger_sql())
 
     # -------------------------------------------------------------------------------------- poll
-    async def poll(self, *, hinted: Collection[int] = (), window: bool = True) -> PollResult:
+    async def poll(self, *, hinted: Collection[int] | None = (), window: bool = True) -> PollResult:
         """Read every change since the cursor, page by page, until caught up.
 
         ``hinted``: records a webhook said changed, read in full whatever their write_date.
-        ``window``: start ``cdc.lookback_seconds`` before the cursor (late commits); without it, one
-        second before (a hinted poll: the interval polls keep the window)."""
+        ``window=False`` is a hinted poll: it only reads the hinted records (one ``read``; the cursor
+        stays for the interval polls, which keep the lookback window for late commits), or, with
+        ``hinted=None`` (too many hints to read by id), probes from one second before the cursor.
+        Before the process's first interval poll it is a whole poll."""
         if self._schema_due():
             await self.prepare(refresh=self.table is not None)
         table = self.table
         assert table is not None
+        if not window and hinted and self._window_read:
+            return await self._poll_hinted(table, sorted(set(hinted)))
+        hinted = hinted or ()
         started = time.time()
         state = await self._load_state()
         stored = Cursor(state["cursor_write_date"], state["cursor_id"])
@@ -270,6 +275,13 @@ class ModelPoller:
             result.rows_written += await self._refresh_requested(table)
         self._window_read = self._window_read or not backfill
         await self._succeeded(started)
+        return result
+
+    async def _poll_hinted(self, table: MirrorTable, ids: list[int]) -> PollResult:
+        result = PollResult(self.name)
+        result.rows_read, result.rows_written = await self._read_again(table, ids)
+        if table.writable:
+            result.rows_written += await self._refresh_requested(table)
         return result
 
     async def _read_changed(

@@ -47,8 +47,8 @@ MIN_LEASE_SECONDS = 5.0
 #: After a wake-up (a webhook hint), how long a model's loop waits for more hints before it polls:
 #: a burst of hints becomes one poll.
 HINT_DEBOUNCE_SECONDS = 0.05
-#: Record ids remembered per model between two polls (a hinted record is read even when its
-#: write_date second is the mirror's); beyond this the poll reads only what its probe finds.
+#: Record ids remembered per model between two polls: a hinted poll reads them (one ``read``);
+#: beyond this many it probes the window since the cursor instead.
 MAX_HINTED_IDS = 1000
 
 
@@ -114,8 +114,8 @@ class CdcService:
         self.leading: set[str] = set()
         #: Per model: set by :meth:`wake` (a webhook hint); the model's loop polls at once.
         self._wakes = {name: asyncio.Event() for name in self.pollers}
-        #: Per model: the record ids hinted since its last poll.
-        self._hinted: dict[str, set[int]] = {name: set() for name in self.pollers}
+        #: Per model: the record ids hinted since its last poll (None: too many, probe instead).
+        self._hinted: dict[str, set[int] | None] = {name: set() for name in self.pollers}
         #: Set whenever this replica starts leading a model (tests wait on it).
         self.leadership_changed = asyncio.Event()
         #: Leases instead of advisory locks: the DSN goes through a transaction-mode pooler.
@@ -142,10 +142,10 @@ class CdcService:
         if model not in self.leading:
             return False
         hinted = self._hinted[model]
-        for record_id in ids:
-            if len(hinted) >= MAX_HINTED_IDS:
-                break
-            hinted.add(record_id)
+        if hinted is not None:
+            hinted.update(ids)
+            if len(hinted) > MAX_HINTED_IDS:
+                self._hinted[model] = None  # too many to read by id: the poll probes instead
         self._wakes[model].set()
         return True
 
@@ -485,8 +485,8 @@ class CdcService:
 
     async def _poll_loop(self, name: str, stop: asyncio.Event, lost: asyncio.Event) -> None:
         """Poll the model every ``cdc.interval_seconds``, and at once after a wake-up (:meth:`wake`):
-        a hinted poll reads only the newest second before the cursor and the hinted records; the
-        interval polls keep the whole lookback window (late commits)."""
+        a hinted poll reads the hinted records (or, after too many hints, probes from the cursor);
+        the interval polls keep the whole lookback window (late commits)."""
         poller = self.pollers[name]
         cdc = self.settings.cdc
         wake = self._wakes[name]
@@ -504,7 +504,7 @@ class CdcService:
                 else:
                     metrics.CDC_POLLS.labels(model=name, trigger="interval").inc()
                     next_poll = time.monotonic() + cdc.interval_seconds
-                    await poller.poll(hinted=ids)
+                    await poller.poll(hinted=ids or ())
                 if time.monotonic() >= next_reconcile:
                     await poller.reconcile()
                     next_reconcile = time.monotonic() + cdc.reconcile_interval_seconds
