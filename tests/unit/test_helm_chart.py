@@ -23,6 +23,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from pydantic import BaseModel
 
 import syncd
 from syncd.config import Settings, load_config
@@ -53,10 +54,17 @@ EXPECTED_KINDS = {
         "ServiceMonitor",
     ],
     "pooler": ["ConfigMap", "Deployment", "PodDisruptionBudget", "Secret", "Service", "ServiceAccount"],
+    "webhooks": ["ConfigMap", "Deployment", "PodDisruptionBudget", "Secret", "Service", "ServiceAccount"],
 }
 
 #: Where the chart mounts the Secret's files (templates/_helpers.tpl, syncd.secretDir).
 SECRET_DIR = "/run/secrets/syncd"
+
+#: The values of secret that hold secrets (never shown in an error, never outside the Secret).
+SECRET_VALUES = ("dsn", "odooApiKey", "odooPassword", "webhookSecret")
+
+#: What the schema says about a secret in configToml.
+INLINE_SECRET = "must not set dsn, api_key, password or webhook_secret (they belong in the Secret)"
 
 
 def _ci_name(path: Path) -> str:
@@ -89,9 +97,15 @@ def _schema_errors(values: dict[str, Any]) -> list[str]:
     for error in sorted(validator.iter_errors(values), key=lambda e: e.json_path):
         path = error.json_path
         if error.validator == "not":  # only configToml has one
-            lines.append(f"{path}: must not set dsn, api_key or password (they belong in the Secret)")
-        elif path.split(".")[-1] in ("dsn", "odooApiKey", "odooPassword"):
-            what = "must not be empty" if error.validator == "minLength" else f"fails {error.validator}"
+            lines.append(f"{path}: {INLINE_SECRET}")
+        elif path.split(".")[-1] in SECRET_VALUES:
+            if error.validator == "minLength":
+                n = error.validator_value
+                what = "must not be empty" if n == 1 else f"must have at least {n} characters"
+            elif error.validator == "maxLength" and error.validator_value == 0:
+                what = "must be empty"
+            else:
+                what = f"fails {error.validator}"
             lines.append(f"{path}: {what}")
         else:
             lines.append(f"{path}: {error.message}")
@@ -164,18 +178,53 @@ BAD_VALUES = [
     ),
     pytest.param(
         {"configToml": '[database]\ndsn = "postgresql://u:hunter2@db/syncd"\n'},
-        "$.configToml: must not set dsn, api_key or password",
+        f"$.configToml: {INLINE_SECRET}",
         id="dsn-in-configmap",
     ),
     pytest.param(
         {"configToml": 'odoo.api_key = "hunter2"\n'},
-        "$.configToml: must not set dsn, api_key or password",
+        f"$.configToml: {INLINE_SECRET}",
         id="api-key-in-configmap",
     ),
     pytest.param(
         {"configToml": '[odoo]\nurl = "https://erp.example.com"\n  password="hunter2"\n'},
-        "$.configToml: must not set dsn, api_key or password",
+        f"$.configToml: {INLINE_SECRET}",
         id="password-in-configmap",
+    ),
+    pytest.param(
+        {"configToml": '[http]\nwebhook_secret = "hunter2-0123456789abcdef"\n'},
+        f"$.configToml: {INLINE_SECRET}",
+        id="webhook-secret-in-configmap",
+    ),
+    pytest.param(
+        {"configToml": 'http.webhook_secret="hunter2-0123456789abcdef"\n'},
+        f"$.configToml: {INLINE_SECRET}",
+        id="dotted-webhook-secret-in-configmap",
+    ),
+    pytest.param(
+        {"secret": {"webhooks": True}},
+        "$.secret.webhookSecret: must have at least 16 characters",
+        id="webhooks-without-a-secret",
+    ),
+    pytest.param(
+        {"secret": {"webhooks": True, "webhookSecret": "hunter2"}},
+        "$.secret.webhookSecret: must have at least 16 characters",
+        id="short-webhook-secret",
+    ),
+    pytest.param(
+        {"secret": {"webhookSecret": "hunter2-0123456789abcdef"}},
+        "$.secret.webhookSecret: must be empty",
+        id="webhook-secret-with-webhooks-off",
+    ),
+    pytest.param(
+        {"secret": {"webhooks": "yes"}},
+        "$.secret.webhooks: 'yes' is not of type 'boolean'",
+        id="webhooks-not-a-boolean",
+    ),
+    pytest.param(
+        {"secret": {"keys": {"webhookSecret": ""}}},
+        "$.secret.keys.webhookSecret: must not be empty",
+        id="no-webhook-secret-key",
     ),
 ]
 
@@ -190,9 +239,18 @@ def test_bad_values_are_rejected_naming_the_key(override: dict[str, Any], expect
 
 
 def test_secret_file_keys_in_the_config_are_allowed() -> None:
-    toml = '[database]\ndsn_file = "/x/dsn"\n[odoo]\napi_key_file = "/x/k"\npassword_file = "/x/p"\n'
+    toml = (
+        '[database]\ndsn_file = "/x/dsn"\n[odoo]\napi_key_file = "/x/k"\npassword_file = "/x/p"\n'
+        '[http]\nwebhook_secret_file = "/x/w"\npublic_url = "https://syncd.example.com"\n'
+    )
     good = _merge(DEFAULTS, _load(CHART / "ci" / "default-values.yaml"))
     assert _schema_errors(_merge(good, {"configToml": toml})) == []
+
+
+def test_webhooks_from_an_existing_secret_need_no_value() -> None:
+    # The key is in the Secret managed elsewhere: secret.webhookSecret stays empty.
+    values = {"secret": {"existingSecret": "creds", "webhooks": True, "keys": {"webhookSecret": "HOOK"}}}
+    assert _schema_errors(_merge(DEFAULTS, values)) == []
 
 
 def _undocumented_keys(text: str) -> list[str]:
@@ -282,6 +340,14 @@ POD_ENV = {
 }
 
 
+def _pod_env(values: dict[str, Any]) -> dict[str, str]:
+    """POD_ENV for these values: with secret.webhooks (mode deployment) the webhook secret's file too."""
+    env = dict(POD_ENV)
+    if values["secret"]["webhooks"] and values["mode"] == "deployment":
+        env["SYNCD_HTTP__WEBHOOK_SECRET_FILE"] = f"{SECRET_DIR}/webhook-secret"
+    return env
+
+
 def _load_as_in_the_pod(
     tmp_path: Path, config_toml: str, env: dict[str, str], secrets: dict[str, str]
 ) -> Settings:
@@ -302,8 +368,12 @@ def test_the_config_toml_loads_as_the_pod_sees_it(tmp_path: Path, path: Path) ->
     settings = _load_as_in_the_pod(
         tmp_path,
         values["configToml"],
-        POD_ENV,
-        {"dsn": "postgresql://syncd:pw@db:5432/syncd\n", "odoo-api-key": "key\n"},
+        _pod_env(values),
+        {
+            "dsn": "postgresql://syncd:pw@db:5432/syncd\n",
+            "odoo-api-key": "key\n",
+            "webhook-secret": f"{values['secret']['webhookSecret']}\n",
+        },
     )
     assert settings.http.enabled
     assert settings.http.listen == "0.0.0.0:9187"
@@ -313,6 +383,33 @@ def test_the_config_toml_loads_as_the_pod_sees_it(tmp_path: Path, path: Path) ->
     assert settings.odoo.secret == "key"
     assert settings.daemon.instance_id == "syncd-6d5f7c9b8-x2x7q"
     assert settings.cdc.models, "the config mirrors no model"
+    if values["secret"]["webhooks"]:
+        # The rules can be installed from the pod: the URL is whole (public_url is in configToml).
+        assert settings.http.webhooks_enabled
+        secret = values["secret"]["webhookSecret"]
+        assert settings.http.webhook_url() == f"{settings.http.public_url}/odoo/webhook/{secret}"
+    else:
+        assert not settings.http.webhooks_enabled
+
+
+def test_a_ci_values_file_turns_webhooks_on() -> None:
+    assert [_ci_name(p) for p in CI_VALUES if _merge(DEFAULTS, _load(p))["secret"]["webhooks"]] == [
+        "webhooks"
+    ]
+
+
+def test_the_pod_env_names_keys_syncd_knows() -> None:
+    # The chart's SYNCD_<SECTION>__<KEY> variables (templates/_helpers.tpl) are config keys of
+    # syncd's loader; a misspelt one would be ignored or refused only in the pod.
+    text = (CHART / "templates" / "_helpers.tpl").read_text()
+    names = re.findall(r"- name: (SYNCD_[A-Z0-9_]+)", text)
+    assert "SYNCD_HTTP__WEBHOOK_SECRET_FILE" in names
+    for name in names:
+        section, _, key = name.removeprefix("SYNCD_").lower().partition("__")
+        assert section in Settings.model_fields, name
+        annotation = Settings.model_fields[section].annotation
+        assert isinstance(annotation, type) and issubclass(annotation, BaseModel), name
+        assert key in annotation.model_fields, name
 
 
 def test_the_default_config_is_meant_for_a_cluster(tmp_path: Path) -> None:
@@ -523,7 +620,7 @@ def test_helm_template_renders_a_working_pod(helm: Helm, path: Path, tmp_path: P
     assert volumes["config"]["configMap"]["name"] == configmap["metadata"]["name"]
     secret_volume = volumes[mounts[SECRET_DIR]]["secret"]
     items = {i["key"]: i["path"] for i in secret_volume["items"]}
-    inline = {k: v for k, v in values["secret"].items() if k in ("dsn", "odooApiKey", "odooPassword") and v}
+    inline = {k: v for k, v in values["secret"].items() if k in SECRET_VALUES and v}
     for doc in docs:
         if doc["kind"] != "Secret":
             text = yaml.safe_dump(doc)
@@ -541,6 +638,10 @@ def test_helm_template_renders_a_working_pod(helm: Helm, path: Path, tmp_path: P
     # And the config loads, from the ConfigMap and the container's environment, as syncd will.
     files = {path: f"secret of {key}" for key, path in items.items()}
     files["dsn"] = "postgresql://syncd:pw@db:5432/syncd"
+    webhooks = values["secret"]["webhooks"] and not once
+    assert ("webhook-secret" in files) == webhooks
+    if webhooks:
+        files["webhook-secret"] = "from-the-secret-0123456789"
     env["SYNCD_DAEMON__INSTANCE_ID"] = "syncd-0"
     settings = _load_as_in_the_pod(tmp_path, configmap["data"]["config.toml"], env, files)
     assert settings.http.listen == f"0.0.0.0:{port}"
@@ -551,6 +652,10 @@ def test_helm_template_renders_a_working_pod(helm: Helm, path: Path, tmp_path: P
     )
     assert credential is not None
     assert credential.get_secret_value().startswith("secret of ")
+    assert settings.http.webhooks_enabled == webhooks
+    if webhooks:
+        assert settings.http.webhook_secret is not None
+        assert settings.http.webhook_secret.get_secret_value() == "from-the-secret-0123456789"
 
     if not once:
         (service,) = _of_kind(docs, "Service")
@@ -595,3 +700,92 @@ def test_monitoring_without_the_files_fails_with_a_clear_message(helm: Helm, tmp
     shutil.copytree(CHART, chart, ignore=shutil.ignore_patterns("files"))
     with pytest.raises(RuntimeError, match=r"files/(alerts\.yaml|dashboard\.json) is missing"):
         helm.render(chart, _load(CHART / "ci" / "monitoring-values.yaml"))
+
+
+# ---------------------------------------------------------------------------------- webhooks (Helm)
+
+#: A valid webhook secret (16+ characters of A-Z a-z 0-9 - _ . ~).
+WEBHOOK_SECRET = "hunter2-0123456789abcdef"
+
+
+def _webhook_parts(docs: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
+    """The container's env and the Secret volume's items (key -> file name) of a rendered pod."""
+    pod = _pod_spec(docs)["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value", "") for e in container["env"]}
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "secrets"]
+    return env, {i["key"]: i["path"] for i in volume["secret"]["items"]}
+
+
+def test_webhooks_are_off_by_default(helm: Helm) -> None:
+    docs = helm.render(CHART, _load(CHART / "ci" / "default-values.yaml"))
+    env, items = _webhook_parts(docs)
+    assert "SYNCD_HTTP__WEBHOOK_SECRET_FILE" not in env
+    assert "webhook-secret" not in items.values()
+    (secret,) = _of_kind(docs, "Secret")
+    assert "webhook-secret" not in secret["data"]
+
+
+def test_webhooks_mount_the_secret_from_the_chart_secret(helm: Helm) -> None:
+    docs = helm.render(CHART, _load(CHART / "ci" / "webhooks-values.yaml"))
+    env, items = _webhook_parts(docs)
+    assert env["SYNCD_HTTP__WEBHOOK_SECRET_FILE"] == f"{SECRET_DIR}/webhook-secret"
+    assert items["webhook-secret"] == "webhook-secret"
+    (secret,) = _of_kind(docs, "Secret")
+    values = _load(CHART / "ci" / "webhooks-values.yaml")["secret"]
+    assert base64.b64decode(secret["data"]["webhook-secret"]).decode() == values["webhookSecret"]
+
+
+def test_webhooks_with_an_existing_secret_use_its_key(helm: Helm) -> None:
+    secret = {"existingSecret": "creds", "webhooks": True, "keys": {"webhookSecret": "HOOK"}}
+    docs = helm.render(CHART, {"secret": secret})
+    assert not _of_kind(docs, "Secret")
+    env, items = _webhook_parts(docs)
+    assert env["SYNCD_HTTP__WEBHOOK_SECRET_FILE"] == f"{SECRET_DIR}/webhook-secret"
+    assert items["HOOK"] == "webhook-secret"
+
+
+def test_webhooks_are_left_out_of_the_cronjob(helm: Helm) -> None:
+    # A `--once` run serves no HTTP: no webhook secret in its pod, nor in the Secret.
+    values = _merge(_load(CHART / "ci" / "webhooks-values.yaml"), {"mode": "cronjob"})
+    docs = helm.render(CHART, values)
+    env, items = _webhook_parts(docs)
+    assert "SYNCD_HTTP__WEBHOOK_SECRET_FILE" not in env
+    assert "webhook-secret" not in items.values()
+    (secret,) = _of_kind(docs, "Secret")
+    assert set(secret["data"]) == set(items)
+
+
+def test_a_webhook_secret_change_rolls_the_pods(helm: Helm) -> None:
+    base = _load(CHART / "ci" / "webhooks-values.yaml")
+
+    def checksum(secret: str) -> str:
+        docs = helm.render(CHART, _merge(base, {"secret": {"webhookSecret": secret}}))
+        return str(_pod_spec(docs)["metadata"]["annotations"]["checksum/secret"])
+
+    assert checksum(WEBHOOK_SECRET) != checksum(WEBHOOK_SECRET + "-rotated")
+
+
+@pytest.mark.parametrize(
+    ("webhook_secret", "message"),
+    [
+        pytest.param("hunter2", "webhookSecret", id="short"),
+        pytest.param("hunter2 0123456789abcdef", "at least 16 characters of A-Z a-z 0-9", id="space"),
+        pytest.param("hunter2/0123456789abcdef", "at least 16 characters of A-Z a-z 0-9", id="slash"),
+    ],
+)
+def test_a_bad_webhook_secret_fails_without_showing_it(helm: Helm, webhook_secret: str, message: str) -> None:
+    values = _merge(
+        _load(CHART / "ci" / "webhooks-values.yaml"), {"secret": {"webhookSecret": webhook_secret}}
+    )
+    with pytest.raises(RuntimeError) as failure:
+        helm.render(CHART, values)
+    assert message in str(failure.value)
+    assert "hunter2" not in str(failure.value)
+
+
+def test_helm_rejects_a_webhook_secret_in_the_config_map(helm: Helm) -> None:
+    toml = DEFAULTS["configToml"] + '\n[http]\nwebhook_secret = "hunter2-0123456789abcdef"\n'
+    values = _merge(_load(CHART / "ci" / "default-values.yaml"), {"configToml": toml})
+    with pytest.raises(RuntimeError, match="configToml"):
+        helm.render(CHART, values)

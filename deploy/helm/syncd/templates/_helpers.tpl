@@ -84,6 +84,14 @@ The key in that Secret of the Odoo credential chosen by secret.odooAuth.
 {{- end }}
 
 {{/*
+"true" when the pod mounts the webhook secret: secret.webhooks in mode deployment (a `--once` run of
+mode cronjob serves no HTTP, so it gets no webhook secret); else "".
+*/}}
+{{- define "syncd.webhooks" -}}
+{{- if and .Values.secret.webhooks (eq .Values.mode "deployment") }}true{{ end }}
+{{- end }}
+
+{{/*
 The image reference: repository, then @digest if set, else :tag (default: the chart's appVersion).
 */}}
 {{- define "syncd.image" -}}
@@ -191,6 +199,10 @@ spec:
         - name: SYNCD_ODOO__API_KEY_FILE
           value: {{ include "syncd.secretDir" $root }}/odoo-api-key
         {{- end }}
+        {{- if include "syncd.webhooks" $root }}
+        - name: SYNCD_HTTP__WEBHOOK_SECRET_FILE
+          value: {{ include "syncd.secretDir" $root }}/webhook-secret
+        {{- end }}
         {{- with $values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -252,6 +264,10 @@ spec:
             path: dsn
           - key: {{ include "syncd.odooSecretKey" $root | quote }}
             path: {{ if eq $values.secret.odooAuth "password" }}odoo-password{{ else }}odoo-api-key{{ end }}
+          {{- if include "syncd.webhooks" $root }}
+          - key: {{ $values.secret.keys.webhookSecret | quote }}
+            path: webhook-secret
+          {{- end }}
     - name: tmp
       emptyDir:
         sizeLimit: {{ $values.tmpSizeLimit }}
