@@ -23,6 +23,9 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
+#: The other documents users read: the deployment guides and the benchmarks' report.
+GUIDES = [ROOT / "deploy" / "systemd" / "README.md", ROOT / "deploy" / "helm" / "syncd" / "README.md",
+          ROOT / "bench" / "README.md"]  # fmt: skip
 ALERTS = ROOT / "deploy" / "helm" / "syncd" / "files" / "alerts.yaml"
 
 
@@ -121,7 +124,19 @@ def test_every_runbook_url_points_at_its_own_runbook_entry() -> None:
     assert len(set(urls.values())) == len(urls), "two alerts share a runbook_url"
 
 
-@pytest.mark.parametrize("path", [README, *DOCS], ids=lambda p: p.name)
+def _doc_id(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+@pytest.mark.parametrize("path", [README, *DOCS, *GUIDES], ids=_doc_id)
+def test_no_document_cites_the_spec(path: Path) -> None:
+    """The specification syncd was built from is not in the repository: documents cite the README
+    and docs/ instead, which a reader has."""
+    cited = [line.strip() for line in _text(path).splitlines() if re.search(r"\bSPEC\b", line)]
+    assert not cited, f"{_doc_id(path)} cites the SPEC: {cited}"
+
+
+@pytest.mark.parametrize("path", [README, *DOCS, *GUIDES], ids=_doc_id)
 def test_links_and_anchors_resolve(path: Path) -> None:
     broken = []
     for link in re.findall(r"\]\(([^)\s]+)\)", _without_code(_text(path))):
@@ -132,7 +147,7 @@ def test_links_and_anchors_resolve(path: Path) -> None:
         missing_anchor = bool(fragment) and resolved.suffix == ".md" and fragment not in _anchors(resolved)
         if not resolved.exists() or missing_anchor:
             broken.append(link)
-    assert not broken, f"{path.name}: broken links {broken}"
+    assert not broken, f"{_doc_id(path)}: broken links {broken}"
 
 
 @pytest.mark.parametrize("path", [README, *DOCS], ids=lambda p: p.name)
