@@ -30,7 +30,7 @@ async def test_first_sync_mirrors_every_record_with_typed_columns(r: Rig) -> Non
     expected = r.odoo_state("res.partner", PARTNER_FIELDS)
     assert await r.mirror() == expected
     assert result.rows_written == len(expected) > 40
-    # typed columns (SPEC §3): many2one → id, x2many → bigint[], false → NULL, boolean false stays false
+    # typed columns (docs/mirror.md): many2one → id, x2many → bigint[], false → NULL, boolean false stays false
     contact = next(p for p in expected.values() if p["parent_id"])
     row = await r.pool.fetchrow("select parent_id from odoo.res_partner where id = $1", contact["id"])
     assert row["parent_id"] == contact["parent_id"][0]
