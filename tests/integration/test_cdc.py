@@ -30,7 +30,7 @@ async def test_first_sync_mirrors_every_record_with_typed_columns(r: Rig) -> Non
     expected = r.odoo_state("res.partner", PARTNER_FIELDS)
     assert await r.mirror() == expected
     assert result.rows_written == len(expected) > 40
-    # typed columns (SPEC §3): many2one → id, x2many → bigint[], false → NULL, boolean false stays false
+    # typed columns (docs/mirror.md): many2one → id, x2many → bigint[], false → NULL, boolean false stays false
     contact = next(p for p in expected.values() if p["parent_id"])
     row = await r.pool.fetchrow("select parent_id from odoo.res_partner where id = $1", contact["id"])
     assert row["parent_id"] == contact["parent_id"][0]
@@ -252,5 +252,10 @@ async def test_the_backfill_says_how_long_it_waited_for_odoo(
     match = re.fullmatch(r"backfill of res\.partner done: \d+ records in ([\d.]+) s, ([\d.]+) s of it "
                          r"waiting for Odoo", line)  # fmt: skip
     assert match is not None, line
-    elapsed, waited = float(match[1]), float(match[2])
-    assert 0.1 * result.pages - 0.05 <= waited <= elapsed
+    elapsed, waited = float(match[1]), float(match[2])  # both rounded to 0.1 s: hence the 0.05
+    # What the poller guarantees, however fast the machine: the count and then the pages are asked
+    # one after another, so the backfill lasts at least their latency; the first page is awaited
+    # with nothing else to do, and the waits are part of the whole. How much of the later pages'
+    # latency is waited depends on the machine: each is fetched while the one before is written.
+    assert elapsed >= 0.1 * (1 + result.pages) - 0.05
+    assert 0.1 - 0.05 <= waited <= elapsed

@@ -199,13 +199,26 @@ async def test_an_expired_lease_is_claimable_again(r: Rig) -> None:
 
 
 async def test_listen_wakes_the_consumer_at_once(r: Rig) -> None:
-    consumer = r.consumer(poll_interval_seconds=30)  # only a NOTIFY can make this fast
+    """An event enqueued while the consumer is idle is delivered at once: only the NOTIFY can wake it
+    before its next poll, an hour away. (Enqueued before the consumer's first claim, the event would
+    be delivered by that claim, LISTEN or not.)"""
+    consumer = r.consumer(poll_interval_seconds=3600)
     recorded: asyncio.Queue[list[Outcome]] = asyncio.Queue()
     consumer.on_recorded = recorded.put_nowait
+    idle = asyncio.Event()
+    claim = consumer.claim
+
+    async def claim_and_tell() -> list[consumer_module.Event]:
+        events = await claim()
+        if not events:  # LISTENing already (run() does that first), now it waits for a wake-up
+            idle.set()
+        return events
+
+    consumer.claim = claim_and_tell  # type: ignore[method-assign]
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     try:
-        await asyncio.sleep(0)  # let it claim nothing and start waiting
+        await asyncio.wait_for(idle.wait(), timeout=10)
         event = await r.enqueue("res.partner", "upsert", "fast", {"name": "woken"})
         outcomes = await asyncio.wait_for(recorded.get(), timeout=10)
         assert [(o.event.id, o.status) for o in outcomes] == [(event, "done")]

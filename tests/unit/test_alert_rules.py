@@ -29,7 +29,8 @@ FILES = ROOT / "deploy" / "helm" / "syncd" / "files"
 ALERTS = FILES / "alerts.yaml"
 DASHBOARD = FILES / "dashboard.json"
 PROMTOOL_TESTS = ROOT / "tests" / "promtool" / "alerts_test.yaml"
-RUNBOOK = "https://github.com/syncd/syncd/blob/main/README.md#runbook"
+#: Each alert links to its own entry under the README's Runbook (tests/unit/test_docs.py checks the headings).
+README_URL = "https://github.com/syncd/syncd/blob/main/README.md"
 
 #: The alerts issue 5 asks for, plus SyncdAbsent and SyncdComponentRestarting.
 EXPECTED_ALERTS = {
@@ -113,7 +114,7 @@ def test_alert_has_for_severity_summary_description_and_runbook(rule: dict[str, 
     annotations = rule["annotations"]
     assert annotations["summary"].strip()
     assert annotations["description"].strip()
-    assert annotations["runbook_url"] == RUNBOOK
+    assert annotations["runbook_url"] == f"{README_URL}#{rule['alert'].lower()}"
 
 
 def test_only_the_availability_alerts_name_a_scrape_job() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -22,6 +23,9 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
+#: The other documents users read: the deployment guides and the benchmarks' report.
+GUIDES = [ROOT / "deploy" / "systemd" / "README.md", ROOT / "deploy" / "helm" / "syncd" / "README.md",
+          ROOT / "bench" / "README.md"]  # fmt: skip
 ALERTS = ROOT / "deploy" / "helm" / "syncd" / "files" / "alerts.yaml"
 
 
@@ -33,13 +37,18 @@ def _without_code(text: str) -> str:
     return re.sub(r"```.*?```", "", text, flags=re.S)
 
 
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lowercase, punctuation dropped, spaces to dashes."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
 def _anchors(path: Path) -> set[str]:
-    """GitHub's heading anchors: lowercase, punctuation dropped, spaces to dashes."""
+    """GitHub's heading anchors of a document."""
     out = set()
     for line in _without_code(_text(path)).splitlines():
         m = re.match(r"^#+\s+(.*)", line)
         if m:
-            out.add(re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-"))
+            out.add(_anchor(m.group(1)))
     return out
 
 
@@ -83,21 +92,51 @@ def test_every_metric_is_in_the_readme() -> None:
     assert not missing, f"metrics missing from the README's table: {missing}"
 
 
-def test_every_alert_has_a_runbook_entry() -> None:
+def _alert_rules() -> list[dict[str, Any]]:
     rules = [r for g in yaml.safe_load(_text(ALERTS))["groups"] for r in g["rules"] if "alert" in r]
     assert rules
-    readme = _text(README)
-    assert "runbook" in _anchors(README)
-    runbook = readme.split("\n## Runbook\n", 1)[1].split("\n## ", 1)[0]
-    headings = " ".join(re.findall(r"^### (.*)$", runbook, flags=re.M))
-    missing = [r["alert"] for r in rules if r["alert"] not in headings]
+    return rules
+
+
+def _runbook_headings() -> list[str]:
+    """The ``###`` headings under ``## Runbook`` in the README."""
+    runbook = _text(README).split("\n## Runbook\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^### (.*)$", runbook, flags=re.M)
+
+
+def test_every_alert_has_a_runbook_entry() -> None:
+    headings = " ".join(_runbook_headings())
+    missing = [r["alert"] for r in _alert_rules() if r["alert"] not in headings]
     assert not missing, f"alerts without a ### entry under ## Runbook: {missing}"
-    for rule in rules:
-        url = rule["annotations"]["runbook_url"]
-        assert url.endswith("README.md#runbook"), url
 
 
-@pytest.mark.parametrize("path", [README, *DOCS], ids=lambda p: p.name)
+def test_every_runbook_url_points_at_its_own_runbook_entry() -> None:
+    """An alert's link opens the README at its entry: the anchor is a ``###`` heading under
+    ``## Runbook`` that names the alert, and no two alerts share one."""
+    entries = {_anchor(heading): heading for heading in _runbook_headings()}
+    urls = {r["alert"]: r["annotations"]["runbook_url"] for r in _alert_rules()}
+    wrong = {}
+    for alert, url in urls.items():
+        page, _, anchor = url.partition("#")
+        if not page.endswith("/README.md") or alert not in entries.get(anchor, ""):
+            wrong[alert] = url
+    assert not wrong, f"runbook_url not at the alert's own heading under ## Runbook: {wrong}"
+    assert len(set(urls.values())) == len(urls), "two alerts share a runbook_url"
+
+
+def _doc_id(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+@pytest.mark.parametrize("path", [README, *DOCS, *GUIDES], ids=_doc_id)
+def test_no_document_cites_the_spec(path: Path) -> None:
+    """The specification syncd was built from is not in the repository: documents cite the README
+    and docs/ instead, which a reader has."""
+    cited = [line.strip() for line in _text(path).splitlines() if re.search(r"\bSPEC\b", line)]
+    assert not cited, f"{_doc_id(path)} cites the SPEC: {cited}"
+
+
+@pytest.mark.parametrize("path", [README, *DOCS, *GUIDES], ids=_doc_id)
 def test_links_and_anchors_resolve(path: Path) -> None:
     broken = []
     for link in re.findall(r"\]\(([^)\s]+)\)", _without_code(_text(path))):
@@ -108,7 +147,7 @@ def test_links_and_anchors_resolve(path: Path) -> None:
         missing_anchor = bool(fragment) and resolved.suffix == ".md" and fragment not in _anchors(resolved)
         if not resolved.exists() or missing_anchor:
             broken.append(link)
-    assert not broken, f"{path.name}: broken links {broken}"
+    assert not broken, f"{_doc_id(path)}: broken links {broken}"
 
 
 @pytest.mark.parametrize("path", [README, *DOCS], ids=lambda p: p.name)

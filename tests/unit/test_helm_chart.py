@@ -3,8 +3,9 @@
 Without Helm: every ``ci/*-values.yaml`` (merged over values.yaml, as Helm merges them) passes
 values.schema.json and bad values fail it naming the key; values.yaml documents every key; the
 default config loads with the real config loader as a pod would see it. With Helm (a ``helm`` on
-PATH, or the ``helm_python`` module of the helm-python-sdk package, which embeds Helm's Go library):
-``helm lint --strict`` and ``helm template`` per ci values file, and checks of what they render.
+PATH, or the ``helm_python`` module of the helm-python-sdk package, a dev dependency whose wheel embeds
+Helm's Go library): ``helm lint --strict`` and ``helm template`` per ci values file, and checks of what
+they render.
 """
 
 from __future__ import annotations
@@ -534,7 +535,7 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
     except ImportError:
         pytest.skip(
             "Helm is not available: no `helm` on PATH (not a Debian package) and no helm_python module "
-            "(pip install helm-python-sdk); helm lint/template checks skipped"
+            "(helm-python-sdk, in the dev extras: pip install -e '.[dev]'); helm lint/template checks skipped"
         )
     return _helm_library(helm_python)
 
