@@ -36,6 +36,7 @@ from prometheus_client import Histogram
 
 from syncd import db, metrics
 from syncd.aio import wait_any
+from syncd.backoff import backoff
 from syncd.config import Settings
 from syncd.errors import (
     DatabaseUnavailable,
@@ -54,7 +55,9 @@ log = logging.getLogger("syncd.outbox")
 
 #: fields_get answers are reused this long (a field added in Odoo shows up after it).
 FIELDS_TTL_SECONDS = 300.0
-#: Upper bound of the consumer's own pause after batches that failed transiently as a whole.
+#: Upper bound of the consumer's own pause after batches that failed transiently as a whole: after
+#: n such batches in a row it is drawn between ``poll_interval * 2**(n-2)`` and twice that, but at
+#: least one poll interval, up to this.
 MAX_CONSUMER_BACKOFF = 30.0
 #: Claims run again at once, at most, when one left new events to place and claimed nothing.
 DEFERRED_RECLAIMS = 5
@@ -130,6 +133,8 @@ class OutboxConsumer:
         self._fields: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
         self._wake = asyncio.Event()
         self._pause = 0.0
+        #: Batches that failed as a whole in a row (the attempt number of the pause).
+        self._failed_batches = 0
         #: Set by ``odoo_is_back()``: ends the pause after failed batches at once.
         self._odoo_back = asyncio.Event()
         #: When the batches started failing as a whole (monotonic), for the log line once one lands.
@@ -234,7 +239,7 @@ class OutboxConsumer:
             if self._odoo_back.is_set():
                 # Odoo answers: the backoff starts afresh (a batch that fails again pauses briefly)
                 self._odoo_back.clear()
-                self._pause = 0.0
+                self._pause, self._failed_batches = 0.0, 0
                 log.debug("outbox: Odoo answers again; the pause ends")
                 return
             self._outcomes_ready.clear()
@@ -465,7 +470,14 @@ class OutboxConsumer:
         self.record(outcomes)
         failed_transiently = [o for o in outcomes if o.status == "retry"]
         if failed_transiently and len(failed_transiently) == len(outcomes):
-            self._pause = min(max(self._pause * 2, self.cfg.poll_interval_seconds), MAX_CONSUMER_BACKOFF)
+            self._failed_batches += 1
+            # Jittered so that replicas that failed together do not claim together; at least one
+            # poll interval (or the cap, when that is shorter) as before the jitter.
+            poll = self.cfg.poll_interval_seconds
+            self._pause = max(
+                min(poll, MAX_CONSUMER_BACKOFF),
+                backoff(self._failed_batches, poll, MAX_CONSUMER_BACKOFF),
+            )
             self._odoo_back.clear()  # only Odoo seen back after this failure ends the pause
             if self._failing_since is None:
                 self._failing_since = time.monotonic()
@@ -475,7 +487,7 @@ class OutboxConsumer:
                 self._pause,
             )
         else:
-            self._pause = 0.0
+            self._pause, self._failed_batches = 0.0, 0
             if self._failing_since is not None:
                 log.info("outbox: delivery resumed after %.0f s", time.monotonic() - self._failing_since)
                 self._failing_since = None
