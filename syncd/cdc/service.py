@@ -3,7 +3,9 @@
 Leadership comes in two kinds, chosen by ``database.pooler``:
 
 - **Advisory locks** (``none``, ``session``): a session-level PostgreSQL advisory lock per model,
-  held on a dedicated connection. When a replica dies its connection closes, the locks are released,
+  held on a dedicated connection, keyed by the model's row in ``syncd.cdc_lock_keys`` (added once,
+  by the first replica that locks the model: unlike a bare hash of the name, no two models share a
+  key, and every replica uses the same whatever models it is configured with). When a replica dies its connection closes, the locks are released,
   and another replica takes the models over at its next attempt (every ``cdc.interval_seconds``). A
   replica that loses its lock connection stops polling at once, before it could race the new leader.
 - **Leases** (``transaction``): behind a transaction-mode pooler a session lock would stay on
