@@ -22,9 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import time
-from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +30,6 @@ from operator import attrgetter
 from typing import Any, Literal, NamedTuple
 
 import asyncpg
-from prometheus_client import Histogram
 
 from syncd import db, metrics
 from syncd.aio import wait_any
@@ -748,7 +745,7 @@ class OutboxConsumer:
         """After the statement that wrote ``outcomes`` committed: metrics, logs, the test signal."""
         self._held.difference_update(o.event.id for o in outcomes)
         # Of the done events this consumer still held (the others are not counted twice).
-        observe_all(metrics.OUTBOX_DELIVERY_SECONDS, [max(0.0, s) for s in done_seconds])
+        metrics.OUTBOX_DELIVERY_SECONDS.observe_all([max(0.0, s) for s in done_seconds])
         # Metrics once per model and op or kind, not once per event (they cost more than the SQL).
         delivered = Counter((o.event.model, o.event.op) for o in done)
         for (model, op), n in delivered.items():
@@ -835,26 +832,6 @@ async def discard_events(conn: db.Connection, ids: Sequence[int]) -> list[int]:
         if wake:
             await conn.execute(db.queries["outbox_wake"], wake)
     return sorted(r["id"] for r in rows)
-
-
-def observe_all(histogram: Histogram, values: Sequence[float]) -> None:
-    """``histogram.observe(v)`` for every value, with one increment per bucket rather than per value
-    (prometheus_client has no bulk observe, and a hundred observe() calls per batch cost more than
-    the rest of the statement's Python). Falls back to observe() if the client's internals differ."""
-    bounds = getattr(histogram, "_upper_bounds", None)
-    buckets = getattr(histogram, "_buckets", None)
-    total = getattr(histogram, "_sum", None)
-    if not values:
-        return
-    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
-        for v in values:
-            histogram.observe(v)
-        return
-    # observe() counts a value in the first bucket whose upper bound is >= it: bisect_left.
-    for i, n in Counter(bisect_left(bounds, v) for v in values).items():
-        if i < len(buckets):
-            buckets[i].inc(n)
-    total.inc(math.fsum(values))
 
 
 def fold(events: Iterable[Event]) -> tuple[list[Event], dict[int, list[Event]]]:
