@@ -23,6 +23,7 @@ import asyncpg
 
 from syncd import __version__, db, metrics, migrate
 from syncd.aio import wait_any
+from syncd.backoff import backoff
 from syncd.cdc.hints import HintRouter
 from syncd.cdc.service import CdcService, OnceReport
 from syncd.config import Settings, redact_dsn
@@ -54,7 +55,10 @@ def run_holder(settings: Settings) -> str:
     return f"{instance_id(settings)}/{secrets.token_hex(4)}"
 
 
-#: Longest pause between attempts to reach PostgreSQL or Odoo at start-up.
+#: Pauses between attempts to reach PostgreSQL or Odoo at start-up double from this (jittered:
+#: replicas that boot together do not knock together) …
+CONNECT_BACKOFF_BASE = 1.0
+#: … up to this.
 MAX_CONNECT_BACKOFF = 30.0
 #: While waiting for a dependency at start: how much longer than the next attempt systemd waits.
 START_TIMEOUT_STEP = 60.0
@@ -294,9 +298,10 @@ async def _reach_both_sides(
     waited out instead of turning into a restart loop, and a start that hangs is still killed."""
     pool: asyncpg.Pool | None = None
     odoo: OdooClient | None = None
-    delay = 1.0
+    attempt = 0
     try:
         while not stop.is_set():
+            attempt += 1
             if pool is None:
                 try:
                     pool = await _open_pool(settings, dsn, migrate_first)
@@ -333,9 +338,9 @@ async def _reach_both_sides(
                 res, pool, odoo = Resources(dsn, pool, odoo), None, None
                 return res
             missing = " and ".join(name for name, up in (("PostgreSQL", pool), ("Odoo", odoo)) if up is None)
+            delay = backoff(attempt, CONNECT_BACKOFF_BASE, MAX_CONNECT_BACKOFF)
             notifier.extend_timeout(delay + START_TIMEOUT_STEP, f"waiting for {missing}")
             await wait_any(stop, seconds=delay)
-            delay = min(delay * 2, MAX_CONNECT_BACKOFF)
         return None
     finally:
         if odoo is not None:

@@ -7,13 +7,83 @@ every name they use is defined here.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_metrics
+import math
+import threading
+from bisect import bisect_left
+from collections import Counter as Tally
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import accumulate
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from syncd import __version__
 from syncd.errors import SyncdError
 
 # No `*_created` series: they double the counter series and no dashboard or alert reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+class BulkHistogram(Collector):
+    """A histogram without labels that takes a batch of observations at once.
+
+    prometheus_client's Histogram has no bulk observe: a batch of 500 delivered events cost 500
+    ``observe()`` calls, ~400 µs (0.8 µs an event, a few per cent of the consumer's CPU per event),
+    against ~70 µs here (one bucket search per value, one lock per batch). Writing the Histogram's
+    private fields did as well, but would count wrong, silently, the day they change; this is the
+    client's public custom-collector API instead, and exposes the same series (``_bucket{le}``,
+    ``_count``, ``_sum``; a value on a bound counts in that bound's bucket, as observe() does).
+    """
+
+    def __init__(
+        self, name: str, documentation: str, buckets: Iterable[float], registry: CollectorRegistry = REGISTRY
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames: tuple[str, ...] = ()
+        bounds = sorted(float(b) for b in buckets)
+        self.upper_bounds: tuple[float, ...] = (
+            (*bounds, math.inf) if bounds[-1] != math.inf else tuple(bounds)
+        )
+        self._counts = [0] * len(self.upper_bounds)  # per bucket, not cumulative
+        self._sum = 0.0
+        self._lock = threading.Lock()  # a collect() from another thread (an embedder's exporter)
+        registry.register(self)
+
+    def observe(self, value: float) -> None:
+        self.observe_all((value,))
+
+    def observe_all(self, values: Sequence[float]) -> None:
+        """``observe(v)`` for each value (each >= 0, or the sum means little, as with Histogram)."""
+        if not values:
+            return
+        tally = Tally(bisect_left(self.upper_bounds, v) for v in values)  # first bound >= v
+        total = math.fsum(values)
+        with self._lock:
+            for i, n in tally.items():
+                self._counts[i] += n
+            self._sum += total
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        les = ["+Inf" if math.isinf(b) else repr(b) for b in self.upper_bounds]  # as Histogram writes them
+        yield HistogramMetricFamily(
+            self.name,
+            self.documentation,
+            buckets=list(zip(les, accumulate(counts), strict=True)),
+            sum_value=total,
+        )
+
 
 # ------------------------------------------------------------------------------------------ CDC
 CDC_RECORDS = Counter(
@@ -82,7 +152,8 @@ _DELIVERY_BUCKETS = (
     86400,
 )
 # fmt: on
-OUTBOX_DELIVERY_SECONDS = Histogram(
+#: A BulkHistogram: the consumer observes a whole batch's events at once.
+OUTBOX_DELIVERY_SECONDS = BulkHistogram(
     "syncd_outbox_delivery_seconds", "Seconds from enqueue to done", buckets=_DELIVERY_BUCKETS
 )
 

@@ -2,8 +2,9 @@
 
 A component is a coroutine function ``run(stop)`` that works until its ``stop`` event is set and then
 returns. One that returns or raises before that has crashed: it is restarted after a pause that
-doubles from ``backoff_initial`` up to ``backoff_max`` (and starts over once it has run for a whole
-``window_seconds``). A component that crashes more than ``max_restarts`` times within
+doubles from ``backoff_initial`` up to ``backoff_max``, its lower half random
+(:func:`syncd.backoff.backoff`), and starts over once the component has run for a whole
+``window_seconds``. A component that crashes more than ``max_restarts`` times within
 ``window_seconds`` is beyond help here: the supervisor gives up, stops everything, and reports it,
 so that the process exits non-zero and systemd or Kubernetes restart it from scratch.
 
@@ -16,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from syncd.aio import wait_any
+from syncd.backoff import backoff
 
 log = logging.getLogger("syncd.supervisor")
 
@@ -55,6 +58,7 @@ class Supervisor:
         on_restart: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         pause: Callable[[asyncio.Event, float], Awaitable[None]] | None = None,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         self.components = components
         self.grace_seconds = grace_seconds
@@ -64,6 +68,8 @@ class Supervisor:
         self.window_seconds = window_seconds
         self.on_restart = on_restart
         self.clock = clock
+        #: The jitter of the pauses (tests pass a fixed one).
+        self.rng = rng
         #: How the pause before a restart is waited (cut short by the component's stop event).
         self.pause = pause or (lambda stop, seconds: wait_any(stop, seconds=seconds))
         #: Set when the supervisor should stop everything (a signal, or giving up).
@@ -113,7 +119,7 @@ class Supervisor:
             await asyncio.gather(*running, return_exceptions=True)
 
     async def _keep(self, c: Component) -> None:
-        delay = self.backoff_initial
+        in_a_row = 0  # crashes since it last ran a whole window: the attempt number of the pause
         while not c.stop.is_set():
             started = self.clock()
             error: BaseException | None = None
@@ -134,7 +140,8 @@ class Supervisor:
             if self.on_restart is not None:
                 self.on_restart(c.name)
             if now - started >= self.window_seconds:
-                delay = self.backoff_initial  # it had been healthy for a long time
+                in_a_row = 0  # it had been healthy for a long time
+            in_a_row += 1
             what = f"crashed: {error!r}" if error is not None else "stopped on its own"
             if len(c.crashes) > self.max_restarts:
                 log.error(
@@ -144,6 +151,6 @@ class Supervisor:
                 self.gave_up = c.name
                 self.stopping.set()
                 return
-            log.error("%s %s; restarting it in %.0f s", c.name, what, delay, exc_info=error)
+            delay = backoff(in_a_row, self.backoff_initial, self.backoff_max, rng=self.rng)
+            log.error("%s %s; restarting it in %.1f s", c.name, what, delay, exc_info=error)
             await self.pause(c.stop, delay)
-            delay = min(delay * 2, self.backoff_max)

@@ -3,7 +3,9 @@
 Leadership comes in two kinds, chosen by ``database.pooler``:
 
 - **Advisory locks** (``none``, ``session``): a session-level PostgreSQL advisory lock per model,
-  held on a dedicated connection. When a replica dies its connection closes, the locks are released,
+  held on a dedicated connection, keyed by the model's row in ``syncd.cdc_lock_keys`` (added once,
+  by the first replica that locks the model: unlike a bare hash of the name, no two models share a
+  key, and every replica uses the same whatever models it is configured with). When a replica dies its connection closes, the locks are released,
   and another replica takes the models over at its next attempt (every ``cdc.interval_seconds``). A
   replica that loses its lock connection stops polling at once, before it could race the new leader.
 - **Leases** (``transaction``): behind a transaction-mode pooler a session lock would stay on
@@ -31,6 +33,7 @@ import asyncpg
 
 from syncd import db, metrics
 from syncd.aio import wait_any
+from syncd.backoff import backoff
 from syncd.cdc.poller import ModelPoller, PollResult, ReconcileResult
 from syncd.config import Settings
 from syncd.errors import DatabaseUnavailable, SyncdError
@@ -38,7 +41,8 @@ from syncd.odoo import OdooClient
 
 log = logging.getLogger("syncd.cdc")
 
-#: Upper bound of the pause after a failed poll (doubling from interval_seconds).
+#: Upper bound of the pause after a failed poll: after n failures in a row it is drawn between
+#: ``interval_seconds * 2**(n-1)`` and twice that (at least one interval), up to this.
 MAX_ERROR_BACKOFF = 300.0
 #: A lease lasts this many poll intervals (renewed every interval: two renewals may fail) …
 LEASE_INTERVALS = 3
@@ -522,7 +526,8 @@ class CdcService:
             except Exception as e:
                 # Keep the model's loop alive whatever happens; back off, say it once per episode.
                 failures += 1
-                pause = min(cdc.interval_seconds * 2 ** min(failures, 10), MAX_ERROR_BACKOFF)
+                # attempt failures + 1: the first pause is one to two intervals, not shorter than a poll
+                pause = backoff(failures + 1, cdc.interval_seconds, MAX_ERROR_BACKOFF)
                 if not isinstance(e, SyncdError):
                     log.exception(
                         "%s: unexpected error (retrying in %.0f s)", name, pause, extra={"model": name}

@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from syncd.backoff import backoff
 from syncd.errors import OdooError, OdooRateLimitedError
 from syncd.odoo.classify import proves_not_executed
 
@@ -23,8 +24,8 @@ class RetryPolicy:
     """How often and how patiently transient Odoo errors are retried.
 
     ``retries`` is the number of repeats after the first attempt (``odoo.retries``). Waits grow as
-    ``base_seconds * 2**(n-1)`` up to ``max_seconds``, with "equal jitter" (half fixed, half random)
-    so that concurrent callers do not retry in lockstep. A 429's ``Retry-After`` is honoured up to
+    ``base_seconds * 2**(n-1)`` up to ``max_seconds``, with "equal jitter" (half fixed, half random;
+    :func:`syncd.backoff.backoff`) so that concurrent callers do not retry in lockstep. A 429's ``Retry-After`` is honoured up to
     ``max_retry_after_seconds``.
     """
 
@@ -47,8 +48,7 @@ class RetryPolicy:
         """Seconds to wait after attempt number ``attempt`` (1-based) failed with ``error``."""
         if isinstance(error, OdooRateLimitedError) and error.retry_after is not None:
             return min(float(error.retry_after), self.max_retry_after_seconds)
-        ceiling: float = min(self.max_seconds, self.base_seconds * 2.0 ** max(0, attempt - 1))
-        return ceiling / 2 + rand() * ceiling / 2
+        return backoff(attempt, self.base_seconds, self.max_seconds, rng=rand)
 
 
 #: Methods that can be repeated without changing the outcome. ``unlink`` is here: a repeat of a

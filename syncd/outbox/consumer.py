@@ -22,9 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import time
-from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,10 +30,10 @@ from operator import attrgetter
 from typing import Any, Literal, NamedTuple
 
 import asyncpg
-from prometheus_client import Histogram
 
 from syncd import db, metrics
 from syncd.aio import wait_any
+from syncd.backoff import backoff
 from syncd.config import Settings
 from syncd.errors import (
     DatabaseUnavailable,
@@ -54,7 +52,9 @@ log = logging.getLogger("syncd.outbox")
 
 #: fields_get answers are reused this long (a field added in Odoo shows up after it).
 FIELDS_TTL_SECONDS = 300.0
-#: Upper bound of the consumer's own pause after batches that failed transiently as a whole.
+#: Upper bound of the consumer's own pause after batches that failed transiently as a whole: after
+#: n such batches in a row it is drawn between ``poll_interval * 2**(n-2)`` and twice that, but at
+#: least one poll interval, up to this.
 MAX_CONSUMER_BACKOFF = 30.0
 #: Claims run again at once, at most, when one left new events to place and claimed nothing.
 DEFERRED_RECLAIMS = 5
@@ -130,6 +130,8 @@ class OutboxConsumer:
         self._fields: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}
         self._wake = asyncio.Event()
         self._pause = 0.0
+        #: Batches that failed as a whole in a row (the attempt number of the pause).
+        self._failed_batches = 0
         #: Set by ``odoo_is_back()``: ends the pause after failed batches at once.
         self._odoo_back = asyncio.Event()
         #: When the batches started failing as a whole (monotonic), for the log line once one lands.
@@ -234,7 +236,7 @@ class OutboxConsumer:
             if self._odoo_back.is_set():
                 # Odoo answers: the backoff starts afresh (a batch that fails again pauses briefly)
                 self._odoo_back.clear()
-                self._pause = 0.0
+                self._pause, self._failed_batches = 0.0, 0
                 log.debug("outbox: Odoo answers again; the pause ends")
                 return
             self._outcomes_ready.clear()
@@ -465,7 +467,14 @@ class OutboxConsumer:
         self.record(outcomes)
         failed_transiently = [o for o in outcomes if o.status == "retry"]
         if failed_transiently and len(failed_transiently) == len(outcomes):
-            self._pause = min(max(self._pause * 2, self.cfg.poll_interval_seconds), MAX_CONSUMER_BACKOFF)
+            self._failed_batches += 1
+            # Jittered so that replicas that failed together do not claim together; at least one
+            # poll interval (or the cap, when that is shorter) as before the jitter.
+            poll = self.cfg.poll_interval_seconds
+            self._pause = max(
+                min(poll, MAX_CONSUMER_BACKOFF),
+                backoff(self._failed_batches, poll, MAX_CONSUMER_BACKOFF),
+            )
             self._odoo_back.clear()  # only Odoo seen back after this failure ends the pause
             if self._failing_since is None:
                 self._failing_since = time.monotonic()
@@ -475,7 +484,7 @@ class OutboxConsumer:
                 self._pause,
             )
         else:
-            self._pause = 0.0
+            self._pause, self._failed_batches = 0.0, 0
             if self._failing_since is not None:
                 log.info("outbox: delivery resumed after %.0f s", time.monotonic() - self._failing_since)
                 self._failing_since = None
@@ -736,7 +745,7 @@ class OutboxConsumer:
         """After the statement that wrote ``outcomes`` committed: metrics, logs, the test signal."""
         self._held.difference_update(o.event.id for o in outcomes)
         # Of the done events this consumer still held (the others are not counted twice).
-        observe_all(metrics.OUTBOX_DELIVERY_SECONDS, [max(0.0, s) for s in done_seconds])
+        metrics.OUTBOX_DELIVERY_SECONDS.observe_all([max(0.0, s) for s in done_seconds])
         # Metrics once per model and op or kind, not once per event (they cost more than the SQL).
         delivered = Counter((o.event.model, o.event.op) for o in done)
         for (model, op), n in delivered.items():
@@ -823,26 +832,6 @@ async def discard_events(conn: db.Connection, ids: Sequence[int]) -> list[int]:
         if wake:
             await conn.execute(db.queries["outbox_wake"], wake)
     return sorted(r["id"] for r in rows)
-
-
-def observe_all(histogram: Histogram, values: Sequence[float]) -> None:
-    """``histogram.observe(v)`` for every value, with one increment per bucket rather than per value
-    (prometheus_client has no bulk observe, and a hundred observe() calls per batch cost more than
-    the rest of the statement's Python). Falls back to observe() if the client's internals differ."""
-    bounds = getattr(histogram, "_upper_bounds", None)
-    buckets = getattr(histogram, "_buckets", None)
-    total = getattr(histogram, "_sum", None)
-    if not values:
-        return
-    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
-        for v in values:
-            histogram.observe(v)
-        return
-    # observe() counts a value in the first bucket whose upper bound is >= it: bisect_left.
-    for i, n in Counter(bisect_left(bounds, v) for v in values).items():
-        if i < len(buckets):
-            buckets[i].inc(n)
-    total.inc(math.fsum(values))
 
 
 def fold(events: Iterable[Event]) -> tuple[list[Event], dict[int, list[Event]]]:

@@ -11,6 +11,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from syncd.backoff import backoff
 from syncd.config import OutboxSettings
 
 
@@ -43,5 +44,4 @@ class RetryStrategy:
     def delay(self, attempts: int, rand: Callable[[], float] = random.random) -> float:
         """``base * 2^(attempts-1)`` capped at ``max``, with "equal jitter": half fixed, half random,
         so that events that failed together do not come back together."""
-        ceiling = min(self.max_seconds, self.base_seconds * 2.0 ** max(0, attempts - 1))
-        return ceiling / 2 + rand() * ceiling / 2
+        return backoff(attempts, self.base_seconds, self.max_seconds, rng=rand)

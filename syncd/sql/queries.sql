@@ -97,11 +97,31 @@ select pg_advisory_xact_lock(7581412095643545602);
 select column_name from information_schema.columns where table_schema = $1 and table_name = $2;
 
 -- cdc_leader_try_lock --
--- Session-level: held by the dedicated connection of the replica polling the model.
-select pg_try_advisory_lock(1937337955, hashtext($1));
+-- Session-level: held by the dedicated connection of the replica polling the model, keyed by the
+-- model's row in syncd.cdc_lock_keys. The first replica to lock a model adds the row, with the
+-- first of hashtext(model), hashtext(model || '#1'), … '#31' that no other model has (the first,
+-- the key of before 0010, but for a model whose name hashes like another's). When another replica
+-- adds a row at the same moment (for this model, or this key), this statement sees neither its own
+-- row (there is none) nor the other's (committed after its snapshot): no row, no lock this time,
+-- the key next time.
+with candidate as (
+    select hashtext(case when n = 0 then $1::text else $1::text || '#' || n end) as key, n
+    from generate_series(0, 31) as n
+), numbered as (
+    insert into syncd.cdc_lock_keys (model, key)
+    select $1::text, c.key from candidate c
+    where not exists (select from syncd.cdc_lock_keys where model = $1::text)
+      and not exists (select from syncd.cdc_lock_keys k where k.key = c.key)
+    order by c.n
+    limit 1
+    on conflict do nothing
+    returning key
+)
+select pg_try_advisory_lock(1937337955, k.key)
+from (select key from numbered union all select key from syncd.cdc_lock_keys where model = $1::text) as k;
 
 -- cdc_leader_unlock --
-select pg_advisory_unlock(1937337955, hashtext($1));
+select pg_advisory_unlock(1937337955, key) from syncd.cdc_lock_keys where model = $1::text;
 
 -- cdc_replica_seen --
 -- A replica says it is alive for $2 seconds more and learns how many are (itself included) and

@@ -20,13 +20,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from syncd.db import queries
 from syncd.testing import FakeOdoo, FakeOdooServer, FieldSpec
 from tests.e2e.helpers import clean_env, mirror_has_name, wait_until
 
 pytestmark = pytest.mark.e2e
 
 MODELS = ["x.alpha", "x.beta", "x.gamma"]
-#: syncd's advisory lock key space (the first key of ``pg_try_advisory_lock(int, int)``)
+#: syncd's advisory lock key space (the first key of ``pg_try_advisory_lock(int, int)``); the second
+#: is the model's number in ``syncd.cdc_lock_keys``
 LOCK_CLASS = 1937337955
 CLAIM = re.compile(r"now polling (\S+) on this replica")
 
@@ -104,8 +106,8 @@ async def lock_holders(conn: asyncpg.Connection) -> dict[str, list[int]]:
         join pg_locks l
           on l.locktype = 'advisory' and l.granted
          and l.database = (select oid from pg_database where datname = current_database())
-         and l.classid::bigint = $2 and l.objid::bigint = hashtext(m.model)::bigint & 4294967295
-         and l.objsubid = 2
+         and l.classid::bigint = $2 and l.objsubid = 2
+         and l.objid = (select key::oid from syncd.cdc_lock_keys k where k.model = m.model)
         join pg_stat_activity a on a.pid = l.pid and a.application_name = 'syncd'
         """,
         MODELS,
@@ -141,7 +143,7 @@ async def test_each_model_has_one_poller_and_a_survivor_takes_over(db_dsn: str, 
             # that each replica ends up with some: the first model to whichever replica is faster,
             # the others to the other one (the first is paused with SIGSTOP meanwhile).
             for model in MODELS:
-                assert await db.fetchval("select pg_try_advisory_lock($1, hashtext($2))", LOCK_CLASS, model)
+                assert await db.fetchval(queries["cdc_leader_try_lock"], model)  # as a replica would
             await asyncio.gather(*(r.start(env, tmp_path) for r in replicas))
 
             def running() -> bool:
@@ -149,7 +151,7 @@ async def test_each_model_has_one_poller_and_a_survivor_takes_over(db_dsn: str, 
                 return all(any("syncd running as" in line for line in r.lines) for r in replicas)
 
             await wait_logs(board, running, within=30, what="both replicas to start", replicas=replicas)
-            await db.fetchval("select pg_advisory_unlock($1, hashtext($2))", LOCK_CLASS, MODELS[0])
+            await db.fetchval(queries["cdc_leader_unlock"], MODELS[0])
             await wait_logs(board, lambda: any(MODELS[0] in r.claims for r in replicas), within=20,
                            what=f"a replica to claim {MODELS[0]}", replicas=replicas)  # fmt: skip
             first = next(r for r in replicas if MODELS[0] in r.claims)
@@ -158,7 +160,7 @@ async def test_each_model_has_one_poller_and_a_survivor_takes_over(db_dsn: str, 
             first.proc.send_signal(signal.SIGSTOP)
             try:
                 for model in MODELS[1:]:
-                    await db.fetchval("select pg_advisory_unlock($1, hashtext($2))", LOCK_CLASS, model)
+                    await db.fetchval(queries["cdc_leader_unlock"], model)
                 await wait_logs(board, lambda: set(MODELS[1:]) <= other.claims, within=20,
                                what=f"replica {other.name} to claim {MODELS[1:]}", replicas=replicas)  # fmt: skip
             finally:

@@ -6,10 +6,9 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, Histogram
 
 from syncd.outbox import convert
-from syncd.outbox.consumer import claim_query, observe_all
+from syncd.outbox.consumer import claim_query
 from syncd.outbox.policy import RetryStrategy
 from syncd.outbox.xmlid import external_id, external_name
 
@@ -120,30 +119,6 @@ def test_retry_strategy() -> None:
     assert not s.decide(attempts=3, transient=True).dead
     assert [s.delay(n, rand=lambda: 0.0) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 2.5]
     assert [s.delay(n, rand=lambda: 1.0) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
-
-
-@given(
-    st.lists(
-        st.floats(min_value=0, max_value=1e6, allow_nan=False) | st.sampled_from([0.005, 0.01, 1.0, 30.0])
-    )
-)
-def test_observe_all_counts_like_one_observe_per_value(values: list[float]) -> None:
-    """The bulk histogram update behind syncd_outbox_delivery_seconds: same buckets (a value on a
-    bound counts in that bound's bucket), count and sum as observe() called for each value."""
-    buckets = (0.005, 0.01, 0.1, 1.0, 30.0)
-    one_by_one = Histogram("h", "h", buckets=buckets, registry=CollectorRegistry())
-    bulk = Histogram("h", "h", buckets=buckets, registry=CollectorRegistry())
-    for v in values:
-        one_by_one.observe(v)
-    observe_all(bulk, values)
-
-    def samples(h: Histogram) -> dict[tuple[str, str], float]:
-        return {(s.name, s.labels.get("le", "")): s.value for m in h.collect() for s in m.samples
-                if not s.name.endswith("_created")}  # fmt: skip
-
-    got, want = samples(bulk), samples(one_by_one)
-    assert got.keys() == want.keys() and got.pop(("h_sum", "")) == pytest.approx(want.pop(("h_sum", "")))
-    assert got == want
 
 
 def test_claim_query_fixes_the_batch_size_in_the_text() -> None:

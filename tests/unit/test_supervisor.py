@@ -52,7 +52,7 @@ async def test_a_crashed_component_is_restarted_with_doubling_pauses(
     flaky, pauses, restarted = Flaky(crashes=5), Pauses(), []
     sup = supervisor(
         [Component("cdc", flaky.run)], pauses, backoff_initial=1, backoff_max=4, max_restarts=10,
-        on_restart=restarted.append,
+        on_restart=restarted.append, rng=lambda: 1.0,  # the top of each pause's jitter
     )  # fmt: skip
     running = asyncio.create_task(sup.run())
     await asyncio.wait_for(flaky.working.wait(), 5)
@@ -63,6 +63,21 @@ async def test_a_crashed_component_is_restarted_with_doubling_pauses(
     assert restarted == ["cdc"] * 5
     lines = [r.getMessage() for r in caplog.records if "restarting it in" in r.getMessage()]
     assert len(lines) == 5 and lines[0].startswith("cdc crashed: RuntimeError('boom 1')")
+
+
+async def test_the_pauses_before_restarts_are_jittered() -> None:
+    """Components that crash together (PostgreSQL restarted under all of them) do not come back
+    together: each pause is drawn between half its ceiling and the ceiling."""
+    flaky, pauses = Flaky(crashes=4), Pauses()
+    sup = supervisor(
+        [Component("cdc", flaky.run)], pauses, backoff_initial=1, backoff_max=4, max_restarts=10,
+        rng=lambda: 0.0,
+    )  # fmt: skip
+    running = asyncio.create_task(sup.run())
+    await asyncio.wait_for(flaky.working.wait(), 5)
+    sup.shutdown()
+    assert await asyncio.wait_for(running, 5) is True
+    assert pauses.seconds == [0.5, 1, 2, 2]
 
 
 async def test_a_component_that_returns_on_its_own_counts_as_crashed(
