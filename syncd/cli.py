@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -222,7 +223,7 @@ def cmd_fake_odoo(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ConfigError(f"--listen {args.listen!r}: {e}") from None
 
-    def ready(server: FakeOdooServer) -> None:
+    def announce(server: FakeOdooServer) -> None:
         # One line on stdout that scripts (and the tests) wait for.
         print(
             f"fake Odoo 19 listening on {server.url} database={args.database} login=admin password=admin"
@@ -230,8 +231,25 @@ def cmd_fake_odoo(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_forever(args.listen, args.database, args.demo_data, on_ready=ready))
+    started = False
+
+    def ready(server: FakeOdooServer) -> None:
+        nonlocal started
+        started = True
+        announce(server)
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve_forever(args.listen, args.database, args.demo_data, on_ready=ready))
+    except OSError as e:
+        if started:
+            raise
+        # The wording of `syncd run` on a taken http.listen (syncd.http.HttpServer.start).
+        why = "the address is already in use" if e.errno == errno.EADDRINUSE else e.strerror or str(e)
+        raise SyncdError(
+            f"--listen {args.listen}: cannot listen: {why} "
+            "(is another fake Odoo running? choose another port with --listen HOST:PORT)"
+        ) from None
     return EXIT_OK
 
 
@@ -604,11 +622,23 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        if not args.once:
-            parser.print_help()
-            return EXIT_USAGE
+    stray = [flag for flag, given in (("--once", args.once), ("--dry-run", args.dry_run)) if given]
+    if args.command is None and args.once:
         args.command = "run"
+    elif args.command is None and args.dry_run:
+        print("syncd: --dry-run goes with --once: `syncd --once --dry-run` reads and plans, writes nothing",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    elif args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    elif stray and args.command != "run":
+        print(
+            f"syncd: {' and '.join(stray)} {'go' if len(stray) > 1 else 'goes'} with `syncd run` "
+            f"(or alone: `syncd {' '.join(stray)}`), not with `syncd {args.command}`",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     setup_logging(args.log_format or "text", args.log_level or "info")
     try:
         return COMMANDS[args.command](args)

@@ -68,3 +68,12 @@ def test_embedded_postgres_is_used_without_a_dsn_and_keeps_its_data(tmp_path: Pa
     second = syncd("migrate", cwd=tmp_path)
     assert second.code == 0, second.err
     assert "nothing to do" in second.out
+
+
+@pytest.mark.parametrize("args", [["--dry-run"], ["--dry-run", "status"], ["--once", "status"]])
+def test_once_and_dry_run_without_their_command_say_what_they_go_with(args: list[str]) -> None:
+    r = syncd(*args)
+    assert r.code == 2
+    assert r.out == ""
+    assert "goes with" in r.err or "go with" in r.err
+    assert len(r.err.strip().splitlines()) == 1
