@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 
@@ -12,7 +13,7 @@ import pytest
 from syncd.embedded import free_port
 from syncd.testing import FakeOdoo, FakeOdooServer
 from syncd.testing.postgres import TestDatabases
-from tests.e2e.helpers import clean_env, syncd_async
+from tests.e2e.helpers import clean_env, syncd, syncd_async
 from tests.odoo_targets import OdooTarget, Protocol
 
 pytestmark = pytest.mark.e2e
@@ -142,3 +143,16 @@ async def test_fake_odoo_command_serves_both_transports() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def test_fake_odoo_on_a_busy_port_says_so_in_one_line() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = syncd("fake-odoo", "--listen", f"127.0.0.1:{port}", timeout=60)
+    assert r.code == 1, r.out + r.err
+    assert r.err.strip().splitlines() == [
+        f"syncd: --listen 127.0.0.1:{port}: cannot listen: the address is already in use "
+        "(is another fake Odoo running? choose another port with --listen HOST:PORT)"
+    ]
