@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -164,6 +164,22 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
+@contextlib.asynccontextmanager
+async def _existing_database(settings: Settings, command: str) -> AsyncIterator[str]:
+    """The DSN for a command that reads (or resets) what syncd wrote. Without ``database.dsn`` that
+    is the embedded PostgreSQL of ``database.data_dir`` if `syncd migrate` or `syncd run` made one
+    there, never a new one: an empty database would only answer that nothing exists."""
+    database = settings.database
+    if database.embedded and not (database.data_dir.expanduser() / "PG_VERSION").is_file():
+        raise ConfigError(
+            f"syncd {command}: no database.dsn configured (set dsn in [database] or SYNCD_DATABASE__DSN "
+            f"to the PostgreSQL syncd writes to), and no embedded PostgreSQL in {database.data_dir} "
+            "(`syncd migrate` or `syncd run` without a dsn creates it there)"
+        )
+    async with db.open_dsn(database) as dsn:
+        yield dsn
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     return asyncio.run(_migrate(settings, check_only=args.check))
@@ -308,7 +324,7 @@ def cmd_resync(args: argparse.Namespace) -> int:
 
 
 async def _resync(settings: Settings, model: str) -> int:
-    async with db.open_dsn(settings.database) as dsn:
+    async with _existing_database(settings, "resync") as dsn:
         conn = await db.connect(dsn, settings.database)
         try:
             with db.translate_errors("resetting the cursor"):
@@ -383,7 +399,7 @@ def _ago(seconds: float | None) -> str:
 async def _status(settings: Settings) -> dict[str, Any]:
     from syncd.outbox.consumer import read_counts
 
-    async with db.open_dsn(settings.database) as dsn:
+    async with _existing_database(settings, "status") as dsn:
         conn = await db.connect(dsn, settings.database)
         try:
             with db.translate_errors("reading status"):
@@ -468,7 +484,7 @@ async def _odoo_webhooks(
 async def _last_hints(settings: Settings, models: list[str]) -> tuple[datetime, dict[str, Any]] | str:
     """PostgreSQL's now() and when each model's last hint arrived (None: never), or why it could not say."""
     try:
-        async with db.open_dsn(settings.database) as dsn:
+        async with _existing_database(settings, "odoo webhooks status") as dsn:
             conn = await db.connect(dsn, settings.database)
             try:
                 with db.translate_errors("reading the last hints"):
@@ -509,7 +525,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 async def _outbox(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.outbox.consumer import discard_events
 
-    async with db.open_dsn(settings.database) as dsn:
+    async with _existing_database(settings, f"outbox {args.outbox_command}") as dsn:
         conn = await db.connect(dsn, settings.database)
         try:
             with db.translate_errors("outbox"):
@@ -642,21 +658,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_format or "text", args.log_level or "info")
     try:
         return COMMANDS[args.command](args)
-    except ConfigError as e:
-        print(f"syncd: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except DatabaseUnavailable as e:
-        print(f"syncd: PostgreSQL is unreachable: {e}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    except SchemaError as e:
-        print(f"syncd: {e}", file=sys.stderr)
-        return EXIT_FAILED
     except SyncdError as e:
-        print(f"syncd: {e}", file=sys.stderr)
-        return EXIT_UNAVAILABLE if e.transient else EXIT_FAILED
+        code, message = _failure(e)
+        print(f"syncd: {message}", file=sys.stderr)
+        if getattr(args, "json", False):
+            # The caller parses stdout: one JSON object it can read instead of nothing.
+            print(json.dumps({"error": message, "exit_code": code}, indent=2))
+        return code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `syncd status --json | head`: the reader left; not an error of ours
-        with contextlib.suppress(OSError):
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
+        _quiet_stdout()
         return EXIT_OK
+
+
+def _failure(error: SyncdError) -> tuple[int, str]:
+    """The exit code and the one message of a command that raised ``error``."""
+    if isinstance(error, ConfigError):
+        return EXIT_USAGE, str(error)
+    if isinstance(error, DatabaseUnavailable):
+        return EXIT_UNAVAILABLE, f"PostgreSQL is unreachable: {error}"
+    if isinstance(error, SchemaError):
+        return EXIT_FAILED, str(error)
+    return (EXIT_UNAVAILABLE if error.transient else EXIT_FAILED), str(error)
+
+
+def _quiet_stdout() -> None:
+    """After EPIPE on stdout: point it at /dev/null, so that the interpreter's final flush of what
+    is still buffered does not print "Exception ignored … BrokenPipeError" (Python's signal docs)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
