@@ -110,7 +110,7 @@ async def _check_odoo(settings: Settings) -> list[CheckResult]:
         try:
             await client.connect()
         except OdooAuthenticationError as e:
-            return [CheckResult("odoo credentials", False, str(e))]
+            return [CheckResult("odoo credentials", False, odoo.credentials_refused(str(e)))]
         except OdooError as e:
             return [CheckResult("odoo", False, f"{odoo.url}: {e}", unreachable=e.transient)]
         info = await client.version()
@@ -120,6 +120,9 @@ async def _check_odoo(settings: Settings) -> list[CheckResult]:
         try:
             # JSON-2 has no login call; context_get is the cheapest call any valid credential may make.
             await client.call("res.users", "context_get")
+        except OdooAuthenticationError as e:
+            results.append(CheckResult("odoo credentials", False, odoo.credentials_refused(str(e))))
+            return results
         except OdooError as e:
             results.append(CheckResult("odoo credentials", False, str(e), unreachable=e.transient))
             return results

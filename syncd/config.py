@@ -90,6 +90,22 @@ class OdooSettings(_Section):
         chosen = self.api_key or self.password
         return chosen.get_secret_value() if chosen is not None else None
 
+    @property
+    def credential_key(self) -> str:
+        """The key that holds the credential sent, and its variable: ``odoo.api_key
+        (SYNCD_ODOO__API_KEY)``; the ``_file`` key when the secret was read from a file."""
+        name = "api_key" if self.api_key is not None else "password"
+        if getattr(self, f"{name}_file") is not None and name not in self.model_fields_set:
+            name += "_file"
+        return f"odoo.{name} ({ENV_PREFIX}ODOO__{name.upper()})"
+
+    def credentials_refused(self, reason: str) -> str:
+        """What to say when Odoo refuses the credentials: where, who, and the keys to fix."""
+        return (
+            f"Odoo at {redact_dsn(self.url)} refused the credentials of user {self.username!r} in "
+            f"database {self.database!r} ({reason}): check {self.credential_key} and odoo.username"
+        )
+
 
 class DatabaseSettings(_Section):
     """``[database]``: the PostgreSQL that holds the ``syncd`` schema and the mirror tables."""

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 
 from syncd.testing import FakeOdoo, FakeOdooServer
@@ -96,3 +98,36 @@ async def test_run_refuses_an_unmigrated_schema(test_databases, odoo: FakeOdooSe
         assert "run `syncd migrate`" in r.err
     finally:
         test_databases.drop(dsn)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "credential", "key"),
+    [
+        ("json2", {"SYNCD_ODOO__API_KEY": "not-the-key"}, "odoo.api_key (SYNCD_ODOO__API_KEY)"),
+        ("jsonrpc", {"SYNCD_ODOO__PASSWORD": "not-the-password"}, "odoo.password (SYNCD_ODOO__PASSWORD)"),
+    ],
+)
+async def test_once_stops_at_once_on_refused_credentials_naming_the_key(
+    db_dsn: str, odoo: FakeOdooServer, protocol: str, credential: dict[str, str], key: str
+) -> None:
+    env = clean_env(
+        SYNCD_DATABASE__DSN=db_dsn,
+        SYNCD_ODOO__URL=odoo.url,
+        SYNCD_ODOO__PROTOCOL=protocol,
+        SYNCD_CDC__MODELS=MODELS,
+        **credential,
+    )
+    conn = await asyncpg.connect(db_dsn)
+    try:  # an event to deliver: the consumer used to pause and retry it batch after batch
+        await conn.execute("select syncd.enqueue('res.partner', 'upsert', 'k1', '{\"name\": \"A\"}'::jsonb)")
+    finally:
+        await conn.close()
+    started = time.monotonic()
+    r = await syncd_async("--once", env=env)
+    assert r.code == 2, r.out + r.err
+    assert time.monotonic() - started < 30
+    last = r.err.strip().splitlines()[-1]
+    assert "refused the credentials of user 'admin' in database 'odoo'" in last, r.err
+    assert f"check {key}" in last
+    assert "Traceback" not in r.err
+    assert "not-the" not in r.out + r.err

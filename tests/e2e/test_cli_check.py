@@ -79,6 +79,17 @@ async def test_wrong_credentials_exit_1(db_dsn: str, odoo_target: OdooTarget, pr
     assert r.code == 1, r.out + r.err
     assert "FAIL" in _row(r.out, "odoo credentials")
     assert "not-the-key-xyz" not in r.out + r.err
+    # the key to fix, as `syncd run` names it
+    assert "check odoo.api_key (SYNCD_ODOO__API_KEY) and odoo.username" in _row(r.out, "odoo credentials")
+
+
+async def test_a_refused_password_names_odoo_password(db_dsn: str, odoo: FakeOdooServer) -> None:
+    env = _env(db_dsn, odoo.url, SYNCD_ODOO__PROTOCOL="jsonrpc", SYNCD_ODOO__PASSWORD="not-the-password")
+    del env["SYNCD_ODOO__API_KEY"]
+    r = await syncd_async("check", env=env)
+    assert r.code == 1, r.out + r.err
+    row = _row(r.out, "odoo credentials")
+    assert "FAIL" in row and "check odoo.password (SYNCD_ODOO__PASSWORD) and odoo.username" in row
 
 
 async def test_missing_and_computed_fields_are_named(db_dsn: str, odoo_target: OdooTarget) -> None:

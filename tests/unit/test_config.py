@@ -280,3 +280,17 @@ def test_a_bad_value_from_the_environment_names_the_variable(tmp_path: Path) -> 
         "cdc.models.0.feilds: unknown key; did you mean cdc.models.0.fields? (set by SYNCD_CDC__MODELS)"
         in str(info.value)
     )
+
+
+def test_the_credential_key_names_what_holds_the_secret_sent(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("k\n")
+    cases = [
+        ({"SYNCD_ODOO__API_KEY": "k", "SYNCD_ODOO__PASSWORD": "p"}, "odoo.api_key (SYNCD_ODOO__API_KEY)"),
+        ({"SYNCD_ODOO__PASSWORD": "p"}, "odoo.password (SYNCD_ODOO__PASSWORD)"),
+        ({"SYNCD_ODOO__API_KEY_FILE": str(key_file)}, "odoo.api_key_file (SYNCD_ODOO__API_KEY_FILE)"),
+    ]
+    for env, key in cases:
+        odoo = load_config(None, env=env).odoo
+        assert odoo.credential_key == key
+        assert odoo.credentials_refused("no").endswith(f"(no): check {key} and odoo.username")
