@@ -144,7 +144,10 @@ async def _check_odoo(settings: Settings) -> list[CheckResult]:
 async def _check_model(client: OdooClient, model: ModelSettings) -> CheckResult:
     name = f"model {model.model}"
     try:
-        fields = await client.fields_get(model.model, attributes=["type", "store", "string"])
+        # related and relation: a related field's refusal names the model to mirror instead
+        fields = await client.fields_get(
+            model.model, attributes=["type", "store", "string", "related", "relation"]
+        )
     except OdooError as e:
         return CheckResult(name, False, f"cannot read its fields: {e}", unreachable=e.transient)
     try:

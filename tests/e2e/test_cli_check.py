@@ -167,3 +167,12 @@ def test_fake_odoo_on_a_busy_port_says_so_in_one_line() -> None:
         f"syncd: --listen 127.0.0.1:{port}: cannot listen: the address is already in use "
         "(is another fake Odoo running? choose another port with --listen HOST:PORT)"
     ]
+
+
+async def test_a_related_field_names_the_model_to_mirror(db_dsn: str, odoo_target: OdooTarget) -> None:
+    models = json.dumps([{"model": "product.product", "fields": ["default_code", "name"]}])
+    r = await syncd_async("check", env=_target_env(db_dsn, odoo_target, SYNCD_CDC__MODELS=models))
+    assert r.code == 1, r.out + r.err
+    row = _row(r.out, "model product.product")
+    assert "'name' of product.product is not stored: it is related to product_tmpl_id.name" in row
+    assert "mirror product.template (field 'name') instead" in row
