@@ -346,7 +346,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for m in status["models"]:
         rows.append(
             (
-                m["model"],
+                m["model"] + ("" if m["configured"] else " (not configured)"),
                 m["phase"],
                 m["cursor"] or "-",
                 _ago(m["lag_seconds"]),
@@ -364,8 +364,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             + "  "
             + r[-1]
         )
-    if not status["models"]:
+    if not any(m["configured"] for m in status["models"]):
         print("(no [[cdc.models]] configured)")
+    stale = [m["model"] for m in status["models"] if not m["configured"]]
+    if stale:
+        print(
+            f"not in [[cdc.models]]: {', '.join(stale)} — nothing polls them here; their state and "
+            "mirror tables are kept (add them back to [[cdc.models]], or drop what you no longer need)"
+        )
     ob = status["outbox"]
     counts = ", ".join(f"{k} {v}" for k, v in ob["events"].items())
     print(f"\noutbox: {counts}; oldest pending {_ago(ob['oldest_pending_age_seconds'])}")
@@ -411,12 +417,16 @@ async def _status(settings: Settings) -> dict[str, Any]:
         finally:
             await conn.close()
     models = []
-    for m in settings.cdc.models:
-        st = states.get(m.model)
+    configured = [m.model for m in settings.cdc.models]
+    # Then the models the database has state for that the config no longer lists (a model removed
+    # from it, or another replica's config): their mirror is still there, and no longer kept up.
+    for model in [*configured, *sorted(set(states) - set(configured))]:
+        st = states.get(model)
         last = st["last_success_at"] if st else None
         models.append(
             {
-                "model": m.model,
+                "model": model,
+                "configured": model in configured,
                 "phase": st["phase"] if st else "not started",
                 "cursor": st["cursor_write_date"].isoformat(sep=" ")
                 if st and st["cursor_write_date"]

@@ -131,3 +131,26 @@ async def test_once_stops_at_once_on_refused_credentials_naming_the_key(
     assert f"check {key}" in last
     assert "Traceback" not in r.err
     assert "not-the" not in r.out + r.err
+
+
+async def test_status_shows_models_of_the_database_that_the_config_no_longer_has(db_dsn: str) -> None:
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        await conn.execute(
+            "insert into syncd.cdc_state (model, phase, rows_mirrored, last_error)"
+            " values ('res.users', 'incremental', 7, 'boom')"
+        )
+    finally:
+        await conn.close()
+    env = clean_env(SYNCD_DATABASE__DSN=db_dsn, SYNCD_CDC__MODELS='[{"model": "res.partner"}]')
+    r = await syncd_async("status", "--json", env=env)
+    assert r.code == 0, r.err
+    models = {m["model"]: m for m in json.loads(r.out)["models"]}
+    assert (models["res.partner"]["configured"], models["res.partner"]["phase"]) == (True, "not started")
+    assert models["res.users"]["configured"] is False
+    assert (models["res.users"]["phase"], models["res.users"]["rows_mirrored"]) == ("incremental", 7)
+    r = await syncd_async("status", env=env)
+    assert r.code == 0, r.err
+    line = next(line for line in r.out.splitlines() if line.startswith("res.users"))
+    assert "not configured" in line and "incremental" in line
+    assert "not in [[cdc.models]]" in r.out
