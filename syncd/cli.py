@@ -172,7 +172,7 @@ async def _existing_database(settings: Settings, command: str) -> AsyncIterator[
     database = settings.database
     if database.embedded and not (database.data_dir.expanduser() / "PG_VERSION").is_file():
         raise ConfigError(
-            f"syncd {command}: no database.dsn configured (set dsn in [database] or SYNCD_DATABASE__DSN "
+            f"{command}: no database.dsn configured (set dsn in [database] or SYNCD_DATABASE__DSN "
             f"to the PostgreSQL syncd writes to), and no embedded PostgreSQL in {database.data_dir} "
             "(`syncd migrate` or `syncd run` without a dsn creates it there)"
         )
