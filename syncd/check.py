@@ -110,7 +110,7 @@ async def _check_odoo(settings: Settings) -> list[CheckResult]:
         try:
             await client.connect()
         except OdooAuthenticationError as e:
-            return [CheckResult("odoo credentials", False, str(e))]
+            return [CheckResult("odoo credentials", False, odoo.credentials_refused(str(e)))]
         except OdooError as e:
             return [CheckResult("odoo", False, f"{odoo.url}: {e}", unreachable=e.transient)]
         info = await client.version()
@@ -120,6 +120,9 @@ async def _check_odoo(settings: Settings) -> list[CheckResult]:
         try:
             # JSON-2 has no login call; context_get is the cheapest call any valid credential may make.
             await client.call("res.users", "context_get")
+        except OdooAuthenticationError as e:
+            results.append(CheckResult("odoo credentials", False, odoo.credentials_refused(str(e))))
+            return results
         except OdooError as e:
             results.append(CheckResult("odoo credentials", False, str(e), unreachable=e.transient))
             return results
@@ -141,7 +144,10 @@ async def _check_odoo(settings: Settings) -> list[CheckResult]:
 async def _check_model(client: OdooClient, model: ModelSettings) -> CheckResult:
     name = f"model {model.model}"
     try:
-        fields = await client.fields_get(model.model, attributes=["type", "store", "string"])
+        # related and relation: a related field's refusal names the model to mirror instead
+        fields = await client.fields_get(
+            model.model, attributes=["type", "store", "string", "related", "relation"]
+        )
     except OdooError as e:
         return CheckResult(name, False, f"cannot read its fields: {e}", unreachable=e.transient)
     try:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -163,6 +164,22 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
+@contextlib.asynccontextmanager
+async def _existing_database(settings: Settings, command: str) -> AsyncIterator[str]:
+    """The DSN for a command that reads (or resets) what syncd wrote. Without ``database.dsn`` that
+    is the embedded PostgreSQL of ``database.data_dir`` if `syncd migrate` or `syncd run` made one
+    there, never a new one: an empty database would only answer that nothing exists."""
+    database = settings.database
+    if database.embedded and not (database.data_dir.expanduser() / "PG_VERSION").is_file():
+        raise ConfigError(
+            f"{command}: no database.dsn configured (set dsn in [database] or SYNCD_DATABASE__DSN "
+            f"to the PostgreSQL syncd writes to), and no embedded PostgreSQL in {database.data_dir} "
+            "(`syncd migrate` or `syncd run` without a dsn creates it there)"
+        )
+    async with db.open_dsn(database) as dsn:
+        yield dsn
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     return asyncio.run(_migrate(settings, check_only=args.check))
@@ -222,7 +239,7 @@ def cmd_fake_odoo(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ConfigError(f"--listen {args.listen!r}: {e}") from None
 
-    def ready(server: FakeOdooServer) -> None:
+    def announce(server: FakeOdooServer) -> None:
         # One line on stdout that scripts (and the tests) wait for.
         print(
             f"fake Odoo 19 listening on {server.url} database={args.database} login=admin password=admin"
@@ -230,8 +247,25 @@ def cmd_fake_odoo(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_forever(args.listen, args.database, args.demo_data, on_ready=ready))
+    started = False
+
+    def ready(server: FakeOdooServer) -> None:
+        nonlocal started
+        started = True
+        announce(server)
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve_forever(args.listen, args.database, args.demo_data, on_ready=ready))
+    except OSError as e:
+        if started:
+            raise
+        # The wording of `syncd run` on a taken http.listen (syncd.http.HttpServer.start).
+        why = "the address is already in use" if e.errno == errno.EADDRINUSE else e.strerror or str(e)
+        raise SyncdError(
+            f"--listen {args.listen}: cannot listen: {why} "
+            "(is another fake Odoo running? choose another port with --listen HOST:PORT)"
+        ) from None
     return EXIT_OK
 
 
@@ -290,7 +324,7 @@ def cmd_resync(args: argparse.Namespace) -> int:
 
 
 async def _resync(settings: Settings, model: str) -> int:
-    async with db.open_dsn(settings.database) as dsn:
+    async with _existing_database(settings, "resync") as dsn:
         conn = await db.connect(dsn, settings.database)
         try:
             with db.translate_errors("resetting the cursor"):
@@ -312,7 +346,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for m in status["models"]:
         rows.append(
             (
-                m["model"],
+                m["model"] + ("" if m["configured"] else " (not configured)"),
                 m["phase"],
                 m["cursor"] or "-",
                 _ago(m["lag_seconds"]),
@@ -330,8 +364,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             + "  "
             + r[-1]
         )
-    if not status["models"]:
+    if not any(m["configured"] for m in status["models"]):
         print("(no [[cdc.models]] configured)")
+    stale = [m["model"] for m in status["models"] if not m["configured"]]
+    if stale:
+        print(
+            f"not in [[cdc.models]]: {', '.join(stale)} — nothing polls them here; their state and "
+            "mirror tables are kept (add them back to [[cdc.models]], or drop what you no longer need)"
+        )
     ob = status["outbox"]
     counts = ", ".join(f"{k} {v}" for k, v in ob["events"].items())
     print(f"\noutbox: {counts}; oldest pending {_ago(ob['oldest_pending_age_seconds'])}")
@@ -365,7 +405,7 @@ def _ago(seconds: float | None) -> str:
 async def _status(settings: Settings) -> dict[str, Any]:
     from syncd.outbox.consumer import read_counts
 
-    async with db.open_dsn(settings.database) as dsn:
+    async with _existing_database(settings, "status") as dsn:
         conn = await db.connect(dsn, settings.database)
         try:
             with db.translate_errors("reading status"):
@@ -377,12 +417,16 @@ async def _status(settings: Settings) -> dict[str, Any]:
         finally:
             await conn.close()
     models = []
-    for m in settings.cdc.models:
-        st = states.get(m.model)
+    configured = [m.model for m in settings.cdc.models]
+    # Then the models the database has state for that the config no longer lists (a model removed
+    # from it, or another replica's config): their mirror is still there, and no longer kept up.
+    for model in [*configured, *sorted(set(states) - set(configured))]:
+        st = states.get(model)
         last = st["last_success_at"] if st else None
         models.append(
             {
-                "model": m.model,
+                "model": model,
+                "configured": model in configured,
                 "phase": st["phase"] if st else "not started",
                 "cursor": st["cursor_write_date"].isoformat(sep=" ")
                 if st and st["cursor_write_date"]
@@ -450,7 +494,7 @@ async def _odoo_webhooks(
 async def _last_hints(settings: Settings, models: list[str]) -> tuple[datetime, dict[str, Any]] | str:
     """PostgreSQL's now() and when each model's last hint arrived (None: never), or why it could not say."""
     try:
-        async with db.open_dsn(settings.database) as dsn:
+        async with _existing_database(settings, "odoo webhooks status") as dsn:
             conn = await db.connect(dsn, settings.database)
             try:
                 with db.translate_errors("reading the last hints"):
@@ -491,7 +535,7 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 async def _outbox(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.outbox.consumer import discard_events
 
-    async with db.open_dsn(settings.database) as dsn:
+    async with _existing_database(settings, f"outbox {args.outbox_command}") as dsn:
         conn = await db.connect(dsn, settings.database)
         try:
             with db.translate_errors("outbox"):
@@ -604,29 +648,55 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        if not args.once:
-            parser.print_help()
-            return EXIT_USAGE
+    stray = [flag for flag, given in (("--once", args.once), ("--dry-run", args.dry_run)) if given]
+    if args.command is None and args.once:
         args.command = "run"
+    elif args.command is None and args.dry_run:
+        print("syncd: --dry-run goes with --once: `syncd --once --dry-run` reads and plans, writes nothing",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    elif args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    elif stray and args.command != "run":
+        print(
+            f"syncd: {' and '.join(stray)} {'go' if len(stray) > 1 else 'goes'} with `syncd run` "
+            f"(or alone: `syncd {' '.join(stray)}`), not with `syncd {args.command}`",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     setup_logging(args.log_format or "text", args.log_level or "info")
     try:
         return COMMANDS[args.command](args)
-    except ConfigError as e:
-        print(f"syncd: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except DatabaseUnavailable as e:
-        print(f"syncd: PostgreSQL is unreachable: {e}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    except SchemaError as e:
-        print(f"syncd: {e}", file=sys.stderr)
-        return EXIT_FAILED
     except SyncdError as e:
-        print(f"syncd: {e}", file=sys.stderr)
-        return EXIT_UNAVAILABLE if e.transient else EXIT_FAILED
+        code, message = _failure(e)
+        print(f"syncd: {message}", file=sys.stderr)
+        if getattr(args, "json", False):
+            # The caller parses stdout: one JSON object it can read instead of nothing.
+            print(json.dumps({"error": message, "exit_code": code}, indent=2))
+        return code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `syncd status --json | head`: the reader left; not an error of ours
-        with contextlib.suppress(OSError):
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
+        _quiet_stdout()
         return EXIT_OK
+
+
+def _failure(error: SyncdError) -> tuple[int, str]:
+    """The exit code and the one message of a command that raised ``error``."""
+    if isinstance(error, ConfigError):
+        return EXIT_USAGE, str(error)
+    if isinstance(error, DatabaseUnavailable):
+        return EXIT_UNAVAILABLE, f"PostgreSQL is unreachable: {error}"
+    if isinstance(error, SchemaError):
+        return EXIT_FAILED, str(error)
+    return (EXIT_UNAVAILABLE if error.transient else EXIT_FAILED), str(error)
+
+
+def _quiet_stdout() -> None:
+    """After EPIPE on stdout: point it at /dev/null, so that the interpreter's final flush of what
+    is still buffered does not print "Exception ignored … BrokenPipeError" (Python's signal docs)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

@@ -9,13 +9,14 @@ never shows them.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import os
 import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
@@ -88,6 +89,22 @@ class OdooSettings(_Section):
         """The credential to send: the API key if there is one, else the password."""
         chosen = self.api_key or self.password
         return chosen.get_secret_value() if chosen is not None else None
+
+    @property
+    def credential_key(self) -> str:
+        """The key that holds the credential sent, and its variable: ``odoo.api_key
+        (SYNCD_ODOO__API_KEY)``; the ``_file`` key when the secret was read from a file."""
+        name = "api_key" if self.api_key is not None else "password"
+        if getattr(self, f"{name}_file") is not None and name not in self.model_fields_set:
+            name += "_file"
+        return f"odoo.{name} ({ENV_PREFIX}ODOO__{name.upper()})"
+
+    def credentials_refused(self, reason: str) -> str:
+        """What to say when Odoo refuses the credentials: where, who, and the keys to fix."""
+        return (
+            f"Odoo at {redact_dsn(self.url)} refused the credentials of user {self.username!r} in "
+            f"database {self.database!r} ({reason}): check {self.credential_key} and odoo.username"
+        )
 
 
 class DatabaseSettings(_Section):
@@ -463,20 +480,23 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             raise ConfigError(f"{file}: not UTF-8 text (line {line}); TOML files are UTF-8") from None
         except OSError as e:
             raise ConfigError(f"{file}: cannot read: {e.strerror}") from None
-    _apply_env(data, env)
+    from_env = _apply_env(data, env)
     try:
         settings = Settings.model_validate({**data, "source": file})
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, file)) from None
+        raise ConfigError(format_validation_error(e, file, from_env)) from None
     return settings
 
 
-def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
-    """Overlay ``SYNCD_<SECTION>__<KEY>=value`` onto the parsed TOML.
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    """Overlay ``SYNCD_<SECTION>__<KEY>=value`` onto the parsed TOML; return which variable set
+    which ``(section, key)`` (and ``(section,)`` for a section that only the environment has), so
+    that an error can name the variable instead of the file.
 
     Values are strings; pydantic converts numbers and booleans. A value that looks like a JSON
     array or object (e.g. ``SYNCD_CDC__MODELS='[{"model": "res.partner"}]'``) is parsed as JSON.
     """
+    from_env: dict[tuple[str, ...], str] = {}
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
@@ -490,37 +510,98 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
             # a secret), which the key's validation judges.
             with contextlib.suppress(json.JSONDecodeError):
                 value = json.loads(raw)
+        if section not in data:
+            from_env[(section,)] = name
         target = data.setdefault(section, {})
         if not isinstance(target, dict):
             raise ConfigError(f"{name}: [{section}] is not a table in the config file")
         target[key] = value
+        from_env[(section, key)] = name
+    return from_env
 
 
 _SECRET_KEYS = {"api_key", "password", "dsn", "webhook_secret"}
 
 
-def format_validation_error(error: ValidationError, file: Path | None) -> str:
-    """One line per problem: ``odoo.protocol = 'xml': expected one of 'auto', 'json2', 'jsonrpc'``."""
-    where = str(file) if file is not None else "configuration"
-    lines = [f"invalid configuration ({where}):"]
+def format_validation_error(
+    error: ValidationError, file: Path | None, from_env: Mapping[tuple[str, ...], str] | None = None
+) -> str:
+    """One line per problem: ``odoo.protocol = 'xml': expected one of 'auto', 'json2', 'jsonrpc'``.
+
+    A problem with a value from the environment names its variable (``… (set by
+    SYNCD_CDC__INTERVAL_SECONDS)``), a misspelt variable too; an unknown key gets the nearest valid
+    one (``did you mean cdc.interval_seconds?``, or ``SYNCD_CDC__INTERVAL_SECONDS`` for a variable)."""
+    from_env = from_env or {}
+    lines: list[str] = []
+    sources: set[str] = set()
     for err in error.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+        parts = tuple(p for p in err["loc"] if not str(p).startswith("function-after"))
+        loc = ".".join(str(p) for p in parts)
         key = loc.split(".")[-1] if loc else ""
         msg = err["msg"].removeprefix("Value error, ")
+        # A cross-field check of a section already names its key: "database.dsn: expected …".
+        cross = bool(loc) and msg.startswith(f"{loc}.")
+        origin = (loc, msg[len(loc) + 1 :].split(":")[0].split(" ")[0]) if cross else parts[:2]
+        variable = from_env.get(tuple(str(p) for p in origin))
+        sources.add("environment" if variable else "file")
+        if err["type"] == "extra_forbidden" and variable and len(parts) <= 2:
+            lines.append(_unknown_variable(parts, variable))
+            continue
         if err["type"] == "extra_forbidden":
-            lines.append(f"  {loc}: unknown key (check its spelling; config.example.toml lists every key)")
-            continue
-        if err["type"] == "missing":
-            lines.append(f"  {loc}: required")
-            continue
-        value = err.get("input")
-        if msg.startswith(f"{loc}."):  # a cross-field check that already names its key
-            lines.append(f"  {msg}")
-        elif isinstance(value, dict | list) or key in _SECRET_KEYS:
-            lines.append(f"  {loc or '(top level)'}: {msg}")
+            line = f"  {loc}: unknown key" + _did_you_mean(parts)
+        elif err["type"] == "missing":
+            line = f"  {loc}: required"
+        elif cross:
+            line = f"  {msg}"
+        elif isinstance(err.get("input"), dict | list) or key in _SECRET_KEYS:
+            line = f"  {loc or '(top level)'}: {msg}"
         else:
-            lines.append(f"  {loc} = {_short(value)}: {msg}")
-    return "\n".join(lines)
+            line = f"  {loc} = {_short(err.get('input'))}: {msg}"
+        lines.append(line + (f" (set by {variable})" if variable else ""))
+    where = [str(file) if file is not None else "configuration"] if "file" in sources else []
+    if "environment" in sources:
+        where.append("SYNCD_* environment")
+    return "\n".join([f"invalid configuration ({' and '.join(where)}):", *lines])
+
+
+def _did_you_mean(parts: tuple[int | str, ...]) -> str:
+    """``; did you mean cdc.interval_seconds?`` for the unknown key at ``parts``, or where to look."""
+    near = difflib.get_close_matches(str(parts[-1]), _keys_at(parts[:-1]), n=1)
+    if not near:
+        return " (check its spelling; config.example.toml lists every key)"
+    return f"; did you mean {'.'.join([*map(str, parts[:-1]), near[0]])}?"
+
+
+def _unknown_variable(parts: tuple[int | str, ...], variable: str) -> str:
+    """``cdc.intervall_seconds: unknown key, from the environment variable SYNCD_CDC__INTERVALL_SECONDS;
+    did you mean SYNCD_CDC__INTERVAL_SECONDS?`` (``parts``: the unknown section, or section and key)."""
+    near = difflib.get_close_matches(str(parts[-1]), _keys_at(parts[:-1]), n=1)
+    section, _, key = variable[len(ENV_PREFIX) :].partition("__")
+    if len(parts) == 1:
+        guess = f"{ENV_PREFIX}{near[0].upper()}__{key}" if near else ""
+    else:
+        guess = f"{ENV_PREFIX}{section}__{near[0].upper()}" if near else ""
+    loc = ".".join(str(p) for p in parts)
+    return f"  {loc}: unknown key, from the environment variable {variable}" + (
+        f"; did you mean {guess}?" if guess else ""
+    )
+
+
+def _keys_at(parts: tuple[int | str, ...]) -> list[str]:
+    """The valid keys of the table at ``parts`` (``("cdc", "models", 0)``: those of a model entry)."""
+    cls: type[BaseModel] = Settings
+    for part in parts:
+        if isinstance(part, int):
+            continue  # an entry of a list: its type was taken from the list's annotation
+        field = cls.model_fields.get(part)
+        if field is None:
+            return []
+        inner = [field.annotation, *get_args(field.annotation)]
+        nested = [t for t in inner if isinstance(t, type) and issubclass(t, BaseModel)]
+        if not nested:
+            return []
+        cls = nested[0]
+    return [k for k in cls.model_fields if k != "source"]
 
 
 def _short(value: Any) -> str:

@@ -102,7 +102,14 @@ class OnceResult:
 async def run_once(settings: Settings, *, dry_run: bool = False, migrate_first: bool = False) -> OnceResult:
     """One CDC pass over every model until caught up (and a reconciliation), then drain the outbox
     until nothing is claimable. A dry run reads and plans but delivers nothing."""
-    async with open_resources(settings, migrate_first=migrate_first) as res:
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            res = await stack.enter_async_context(open_resources(settings, migrate_first=migrate_first))
+            # JSON-2 connects without logging in: a refused key would fail every poll and pause the
+            # consumer batch after batch; stop at once instead, naming the key (as `syncd run` does).
+            await res.odoo.check_credentials()
+        except OdooAuthenticationError as e:
+            raise ConfigError(settings.odoo.credentials_refused(str(e))) from None
         cdc_report = OnceReport()
         if settings.cdc.enabled:
             cdc = CdcService(settings, res.odoo, res.pool, res.dsn, dry_run=dry_run)
@@ -321,11 +328,7 @@ async def _reach_both_sides(
                     await client.check_credentials()
                 except OdooAuthenticationError as e:
                     await client.close()
-                    raise ConfigError(
-                        f"Odoo at {safe_url(settings.odoo.url)} refused the credentials of user "
-                        f"{settings.odoo.username!r} in database {settings.odoo.database!r} ({e}): "
-                        "check odoo.api_key (or odoo.password) and odoo.username"
-                    ) from None
+                    raise ConfigError(settings.odoo.credentials_refused(str(e))) from None
                 except SyncdError as e:
                     await client.close()
                     if not e.transient:

@@ -38,7 +38,8 @@ PEOPLE = ["Ada Lovelace", "Grace Hopper", "Edsger Dijkstra", "Barbara Liskov", "
 
 
 async def run_demo(out: TextIO, seconds: float | None = None) -> int:
-    """Run the demo, printing to ``out``, until Ctrl-C/SIGTERM or for ``seconds``."""
+    """Run the demo, printing to ``out``, until Ctrl-C/SIGTERM or for ``seconds``. When ``out`` is a
+    pipe whose reader left, the BrokenPipeError ends the demo (after its cleanup) and is raised."""
 
     def say(text: str) -> None:
         print(text, file=out, flush=True)
@@ -66,8 +67,14 @@ async def run_demo(out: TextIO, seconds: float | None = None) -> int:
             finally:
                 await conn.close()
         finally:
-            say("stopping ...")
-            await asyncio.to_thread(server.destroy)
+            # The server is stopped whatever the output does: `syncd demo | head` closes stdout
+            # early, and a BrokenPipeError from this line must not leave PostgreSQL running on a
+            # data folder that the temporary directory is about to delete.
+            try:
+                with contextlib.suppress(BrokenPipeError):
+                    say("stopping ...")
+            finally:
+                await asyncio.to_thread(server.destroy)
     return 0
 
 

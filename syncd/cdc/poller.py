@@ -58,7 +58,7 @@ READ_CHUNK = 500
 #: Seconds between two backfill progress lines.
 PROGRESS_EVERY = 5.0
 #: What ``fields_get`` is asked for (and what ``syncd.cdc_state.odoo_fields`` keeps).
-FIELD_ATTRIBUTES = ["type", "store", "string", "relation", "readonly"]
+FIELD_ATTRIBUTES = ["type", "store", "string", "relation", "readonly", "related"]
 #: What a probe page asks for (``id`` comes anyway).
 PROBE_FIELDS = ["write_date"]
 

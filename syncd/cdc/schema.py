@@ -112,7 +112,7 @@ def select_fields(model: ModelSettings, fields: Mapping[str, Mapping[str, Any]])
         if spec is None:
             problems.append(f"field {name!r} does not exist on {model.model}")
         elif not spec.get("store", False):
-            problems.append(f"field {name!r} of {model.model} is computed, not stored: it cannot be mirrored")
+            problems.append(_not_stored(model.model, name, spec, fields))
         elif spec.get("type") not in PG_TYPES:
             problems.append(
                 f"field {name!r} of {model.model} has type {spec.get('type')!r}, which is not mirrored"
@@ -124,6 +124,26 @@ def select_fields(model: ModelSettings, fields: Mapping[str, Mapping[str, Any]])
     if problems:
         raise SchemaProblem("; ".join(problems))
     return [f for f in model.fields if f != "id"]
+
+
+def _not_stored(
+    model: str, name: str, spec: Mapping[str, Any], fields: Mapping[str, Mapping[str, Any]]
+) -> str:
+    """Why a non-stored field cannot be mirrored; for a related one (fields_get's ``related``, e.g.
+    product.product's ``name`` = ``product_tmpl_id.name``), which model to mirror instead."""
+    related = spec.get("related")
+    if not isinstance(related, str) or "." not in related:
+        return f"field {name!r} of {model} is computed, not stored: it cannot be mirrored"
+    hop, _, rest = related.partition(".")
+    target = fields.get(hop, {}).get("relation")
+    why = (
+        f"field {name!r} of {model} is not stored: it is related to {related}, and a change there does "
+        f"not move {model}'s write_date, so the column would go stale; "
+    )
+    if target and "." not in rest:
+        return why + f"mirror {target} (field {rest!r}) instead and join on {hop}"
+    through = f"{hop}, a {target}" if target else hop
+    return why + f"mirror the model that stores it instead (through {through})"
 
 
 def unwritable_reason(name: str, spec: Mapping[str, Any]) -> str | None:

@@ -68,6 +68,9 @@ class FieldSpec:
     string: str | None = None
     relation: str | None = None
     relation_field: str | None = None
+    #: the path of a related field (``product_tmpl_id.name``), reported by ``fields_get`` as Odoo does;
+    #: the fake stores the value on the record itself
+    related: str | None = None
     selection: Sequence[tuple[str, str]] | None = None
     store: bool = True
     readonly: bool = False
@@ -157,6 +160,8 @@ class FieldSpec:
             desc["domain"] = []
         if self.type == "one2many":
             desc["relation_field"] = self.relation_field
+        if self.related:
+            desc["related"] = self.related
         if self.type == "many2one" and self.relation == model:
             desc["allow_hierachy_operators"] = True
         return desc

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 
@@ -12,7 +13,7 @@ import pytest
 from syncd.embedded import free_port
 from syncd.testing import FakeOdoo, FakeOdooServer
 from syncd.testing.postgres import TestDatabases
-from tests.e2e.helpers import clean_env, syncd_async
+from tests.e2e.helpers import clean_env, syncd, syncd_async
 from tests.odoo_targets import OdooTarget, Protocol
 
 pytestmark = pytest.mark.e2e
@@ -78,6 +79,17 @@ async def test_wrong_credentials_exit_1(db_dsn: str, odoo_target: OdooTarget, pr
     assert r.code == 1, r.out + r.err
     assert "FAIL" in _row(r.out, "odoo credentials")
     assert "not-the-key-xyz" not in r.out + r.err
+    # the key to fix, as `syncd run` names it
+    assert "check odoo.api_key (SYNCD_ODOO__API_KEY) and odoo.username" in _row(r.out, "odoo credentials")
+
+
+async def test_a_refused_password_names_odoo_password(db_dsn: str, odoo: FakeOdooServer) -> None:
+    env = _env(db_dsn, odoo.url, SYNCD_ODOO__PROTOCOL="jsonrpc", SYNCD_ODOO__PASSWORD="not-the-password")
+    del env["SYNCD_ODOO__API_KEY"]
+    r = await syncd_async("check", env=env)
+    assert r.code == 1, r.out + r.err
+    row = _row(r.out, "odoo credentials")
+    assert "FAIL" in row and "check odoo.password (SYNCD_ODOO__PASSWORD) and odoo.username" in row
 
 
 async def test_missing_and_computed_fields_are_named(db_dsn: str, odoo_target: OdooTarget) -> None:
@@ -142,3 +154,25 @@ async def test_fake_odoo_command_serves_both_transports() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def test_fake_odoo_on_a_busy_port_says_so_in_one_line() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = syncd("fake-odoo", "--listen", f"127.0.0.1:{port}", timeout=60)
+    assert r.code == 1, r.out + r.err
+    assert r.err.strip().splitlines() == [
+        f"syncd: --listen 127.0.0.1:{port}: cannot listen: the address is already in use "
+        "(is another fake Odoo running? choose another port with --listen HOST:PORT)"
+    ]
+
+
+async def test_a_related_field_names_the_model_to_mirror(db_dsn: str, odoo_target: OdooTarget) -> None:
+    models = json.dumps([{"model": "product.product", "fields": ["default_code", "name"]}])
+    r = await syncd_async("check", env=_target_env(db_dsn, odoo_target, SYNCD_CDC__MODELS=models))
+    assert r.code == 1, r.out + r.err
+    row = _row(r.out, "model product.product")
+    assert "'name' of product.product is not stored: it is related to product_tmpl_id.name" in row
+    assert "mirror product.template (field 'name') instead" in row

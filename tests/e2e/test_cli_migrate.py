@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,54 @@ def test_embedded_postgres_is_used_without_a_dsn_and_keeps_its_data(tmp_path: Pa
     second = syncd("migrate", cwd=tmp_path)
     assert second.code == 0, second.err
     assert "nothing to do" in second.out
+
+
+@pytest.mark.parametrize("args", [["--dry-run"], ["--dry-run", "status"], ["--once", "status"]])
+def test_once_and_dry_run_without_their_command_say_what_they_go_with(args: list[str]) -> None:
+    r = syncd(*args)
+    assert r.code == 2
+    assert r.out == ""
+    assert "goes with" in r.err or "go with" in r.err
+    assert len(r.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status"],
+        ["status", "--json"],
+        ["outbox", "list"],
+        ["outbox", "discard", "1"],
+        ["resync", "res.partner"],
+    ],
+)
+def test_reading_commands_without_a_dsn_create_no_embedded_database(tmp_path: Path, args: list[str]) -> None:
+    data_dir = tmp_path / "pgdata"
+    env = clean_env(SYNCD_DATABASE__DATA_DIR=str(data_dir), SYNCD_CDC__MODELS='[{"model": "res.partner"}]')
+    r = syncd(*args, env=env, cwd=tmp_path)
+    assert r.code == 2, r.out + r.err
+    message = json.loads(r.out)["error"] if "--json" in args else r.err
+    assert "no database.dsn" in message and "SYNCD_DATABASE__DSN" in message
+    assert str(data_dir) in message
+    assert not data_dir.exists()
+    assert "Traceback" not in r.err
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["status", "--json"], 3, "PostgreSQL is unreachable"),
+        (["odoo", "webhooks", "status", "--json"], 2, "http.webhook_secret is not set"),
+    ],
+)
+def test_json_commands_report_errors_as_json_on_stdout(args: list[str], code: int, says: str) -> None:
+    env = clean_env(
+        SYNCD_DATABASE__DSN="postgresql://syncd:hunter2@127.0.0.1:1/x",
+        SYNCD_CDC__MODELS='[{"model": "res.partner"}]',
+    )
+    r = syncd(*args, env=env)
+    assert r.code == code, r.out + r.err
+    error = json.loads(r.out)
+    assert error["exit_code"] == code
+    assert says in error["error"]
+    assert "hunter2" not in r.out + r.err

@@ -157,3 +157,23 @@ def test_a_writable_table_has_a_row_and_a_statement_trigger_and_a_plain_one_drop
                              fields=["name"], writable=True), fields)  # fmt: skip
     name = long.changed_function.removeprefix("syncd.").strip('"')
     assert len(name.encode()) <= 63 and name.startswith("mirror_changed a_rather_long_schema_name.")
+
+
+def test_a_related_field_is_refused_naming_the_model_to_mirror() -> None:
+    # product.product as a real Odoo 19 describes it (fields_get with "related" and "relation")
+    fields = {
+        "name": {"type": "char", "store": False, "related": "product_tmpl_id.name"},
+        "categ_id": {"type": "many2one", "store": False, "related": "product_tmpl_id.categ_id"},
+        "product_tmpl_id": {"type": "many2one", "store": True, "relation": "product.template"},
+        "far": {"type": "char", "store": False, "related": "product_tmpl_id.categ_id.name"},
+    }
+    with pytest.raises(SchemaProblem) as info:
+        select_fields(ModelSettings(model="product.product", fields=["name", "far"]), fields)
+    message = str(info.value)
+    assert (
+        "field 'name' of product.product is not stored: it is related to product_tmpl_id.name, and a "
+        "change there does not move product.product's write_date, so the column would go stale; "
+        "mirror product.template (field 'name') instead and join on product_tmpl_id"
+    ) in message
+    assert "'far' of product.product is not stored: it is related to product_tmpl_id.categ_id.name" in message
+    assert "mirror the model that stores it instead (through product_tmpl_id, a product.template)" in message

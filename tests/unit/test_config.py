@@ -220,3 +220,77 @@ def test_with_webhooks_the_interval_defaults_to_60_s_unless_set(tmp_path: Path) 
     assert load_config(path, env=hooks).cdc.interval_seconds == 5.0
     path = _write(tmp_path, f'[http]\nwebhook_secret = "{SECRET}"\n[cdc]\npage_size = 100\n')
     assert load_config(path, env={}).cdc.interval_seconds == 60.0
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        (
+            "[cdc]\nintervall_seconds = 3\n",
+            "cdc.intervall_seconds: unknown key; did you mean cdc.interval_seconds?",
+        ),
+        ("[cdcc]\nenabled = true\n", "cdcc: unknown key; did you mean cdc?"),
+        (
+            '[[cdc.models]]\nmodel = "res.partner"\nfeilds = ["name"]\n',
+            "cdc.models.0.feilds: unknown key; did you mean cdc.models.0.fields?",
+        ),
+    ],
+)
+def test_a_misspelt_key_gets_the_nearest_valid_one(tmp_path: Path, toml: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, toml), env={})
+    assert expected in str(info.value)
+
+
+def test_an_unknown_key_far_from_every_valid_one_gets_no_guess(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, "[cdc]\nxyzzy = 3\n"), env={})
+    assert "cdc.xyzzy: unknown key" in str(info.value)
+    assert "did you mean" not in str(info.value)
+
+
+def test_a_misspelt_environment_variable_is_named(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[cdc]\ninterval_seconds = 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={"SYNCD_CDC__INTERVALL_SECONDS": "3"})
+    message = str(info.value)
+    assert (
+        "cdc.intervall_seconds: unknown key, from the environment variable SYNCD_CDC__INTERVALL_SECONDS; "
+        "did you mean SYNCD_CDC__INTERVAL_SECONDS?"
+    ) in message
+    assert str(path) not in message  # the file is fine: the problem is in the environment
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={"SYNCD_OUTBX__BATCH_SIZE": "3"})
+    assert (
+        "outbx: unknown key, from the environment variable SYNCD_OUTBX__BATCH_SIZE; "
+        "did you mean SYNCD_OUTBOX__BATCH_SIZE?" in str(info.value)
+    )
+
+
+def test_a_bad_value_from_the_environment_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, ""), env={"SYNCD_CDC__INTERVAL_SECONDS": "soon"})
+    assert (
+        "cdc.interval_seconds = 'soon': Input should be a valid number, unable to parse string as a number "
+        "(set by SYNCD_CDC__INTERVAL_SECONDS)" in str(info.value)
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(None, env={"SYNCD_CDC__MODELS": '[{"model": "res.partner", "feilds": ["name"]}]'})
+    assert (
+        "cdc.models.0.feilds: unknown key; did you mean cdc.models.0.fields? (set by SYNCD_CDC__MODELS)"
+        in str(info.value)
+    )
+
+
+def test_the_credential_key_names_what_holds_the_secret_sent(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("k\n")
+    cases = [
+        ({"SYNCD_ODOO__API_KEY": "k", "SYNCD_ODOO__PASSWORD": "p"}, "odoo.api_key (SYNCD_ODOO__API_KEY)"),
+        ({"SYNCD_ODOO__PASSWORD": "p"}, "odoo.password (SYNCD_ODOO__PASSWORD)"),
+        ({"SYNCD_ODOO__API_KEY_FILE": str(key_file)}, "odoo.api_key_file (SYNCD_ODOO__API_KEY_FILE)"),
+    ]
+    for env, key in cases:
+        odoo = load_config(None, env=env).odoo
+        assert odoo.credential_key == key
+        assert odoo.credentials_refused("no").endswith(f"(no): check {key} and odoo.username")
