@@ -1344,7 +1344,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--partners", type=int, default=20_000, help="bench partners to make sure exist")
     p.add_argument("--webhook-secret", default="bench-odoo-load-secret-0123456789")
     p.add_argument("--webhooks-install", default="odoo webhooks install", help="syncd arguments")
-    p.add_argument("--webhooks-uninstall", default="odoo webhooks uninstall", help="syncd arguments")
+    p.add_argument("--webhooks-uninstall", default="odoo webhooks remove", help="syncd arguments")
     p.add_argument(
         "--dsn", help="an existing PostgreSQL (superuser DSN) for the mirror instead of an embedded one"
     )

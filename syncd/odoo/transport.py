@@ -94,11 +94,28 @@ class HttpEndpoint:
         data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         all_headers = {"Content-Type": "application/json", "Accept": "application/json"}
         all_headers.update(headers or {})
+        return await self._request("POST", path, data, all_headers, model=model, method=method)
+
+    async def get(self, path: str) -> HttpAnswer:
+        """GET ``path`` (no credentials); raise an OdooError when no answer arrives."""
+        return await self._request("GET", path, None, {}, model=None, method=path)
+
+    async def _request(
+        self,
+        verb: str,
+        path: str,
+        data: bytes | None,
+        headers: Mapping[str, str],
+        *,
+        model: str | None,
+        method: str | None,
+    ) -> HttpAnswer:
         try:
-            async with self._session.post(
+            async with self._session.request(
+                verb,
                 self.base_url + path,
                 data=data,
-                headers=all_headers,
+                headers=headers,
                 timeout=self._client_timeout,
                 ssl=self._ssl,
             ) as resp:
@@ -113,30 +130,10 @@ class HttpEndpoint:
             )
             if error is exc:
                 raise
-            log.debug("POST %s failed: %s", path, error)
+            log.debug("%s %s failed: %s", verb, path, error)
             raise error from exc
         body, is_json = _parse(raw)
-        log.debug("POST %s -> HTTP %d (%d bytes)", path, status, len(raw))
-        return HttpAnswer(status, body, is_json, retry_after)
-
-    async def get(self, path: str) -> HttpAnswer:
-        """GET ``path`` (no credentials); raise an OdooError when no answer arrives."""
-        try:
-            async with self._session.get(
-                self.base_url + path, timeout=self._client_timeout, ssl=self._ssl
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
-                retry_after = resp.headers.get("Retry-After")
-        except Exception as exc:
-            error = classify_exception(
-                exc, model=None, method=path, timeout=self.timeout, secrets=self._secrets
-            )
-            if error is exc:
-                raise
-            raise error from exc
-        body, is_json = _parse(raw)
-        log.debug("GET %s -> HTTP %d (%d bytes)", path, status, len(raw))
+        log.debug("%s %s -> HTTP %d (%d bytes)", verb, path, status, len(raw))
         return HttpAnswer(status, body, is_json, retry_after)
 
     def log_fault(self, path: str, body: object) -> None:
